@@ -1,0 +1,123 @@
+"""Tokenize once, batch by length, pad each batch only to its own longest sequence."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .data import Split
+from .tokenizer import encode
+
+
+@dataclass
+class TokenizedSplit:
+    """A split's examples tokenized once (kept for every epoch), with labels as a tensor."""
+
+    split: Split
+    features: list[dict[str, list[int]]]
+    labels: torch.Tensor | None  # (N,) long for classes, float for similarity; None for test
+
+    @classmethod
+    def build(cls, split: Split, tokenizer, max_length: int = 128) -> "TokenizedSplit":
+        """Tokenize every example of a split (pairs as [CLS] a [SEP] b [SEP])."""
+        ex = split.examples
+        second = [e.text_b for e in ex] if ex[0].text_b is not None else None
+        feats = encode(tokenizer, [e.text_a for e in ex], second, max_length=max_length)
+        labels = None
+        if ex[0].label is not None:
+            dtype = torch.float32 if isinstance(ex[0].label, float) else torch.long
+            labels = torch.tensor([e.label for e in ex], dtype=dtype)
+        return cls(split, feats, labels)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+    def batch(self, idx: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
+        """Collate examples `idx` into padded tensors (padding to this batch's longest)."""
+        return collate([self.features[i] for i in idx], pad_id) | (
+            {"labels": self.labels[list(idx)]} if self.labels is not None else {}
+        ) | {"index": torch.tensor(list(idx))}
+
+
+def collate(features: Sequence[dict[str, list[int]]], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Dynamic padding: (B, T) tensors where T is the longest sequence of this batch."""
+    T = max(len(f["input_ids"]) for f in features)
+    B = len(features)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    tt = torch.zeros((B, T), dtype=torch.long)
+    am = torch.zeros((B, T), dtype=torch.long)
+    for i, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[i, :n] = torch.tensor(f["input_ids"])
+        tt[i, :n] = torch.tensor(f["token_type_ids"])
+        am[i, :n] = 1
+    return {"input_ids": ids, "token_type_ids": tt, "attention_mask": am}
+
+
+class BucketBatchSampler:
+    """Seeded, shuffled batches of similar length.
+
+    Each epoch: shuffle all indices, cut them into pools of `pool_batches` batches, sort each pool
+    by length, cut it into batches, then shuffle the batch order. Sorting within a pool keeps
+    padding small while the shuffle keeps batches varied from epoch to epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, shuffle: bool = True,
+                 pool_batches: int = 50, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = list(lengths)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.pool = pool_batches * batch_size
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose (deterministic) order __iter__ yields."""
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, as lists of example indices."""
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = sorted(range(n), key=lambda i: self.lengths[i])  # eval: pure length order
+            return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(n, generator=g).tolist()
+        out: list[list[int]] = []
+        for s in range(0, n, self.pool):
+            pool = sorted(perm[s:s + self.pool], key=lambda i: self.lengths[i])
+            out += [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.drop_last:
+            out = [b for b in out if len(b) == self.batch_size]
+        order = torch.randperm(len(out), generator=g).tolist()
+        return [out[i] for i in order]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        n = len(self.lengths) // self.batch_size if self.drop_last else math.ceil(len(self.lengths) / self.batch_size)
+        return n
+
+
+def random_batches(n: int, batch_size: int, seed: int = 0) -> list[list[int]]:
+    """Plain shuffled batches (the baseline bucketing is measured against)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Fraction of all tokens in padded batches that are padding."""
+    real = padded = 0
+    for b in batches:
+        ls = [lengths[i] for i in b]
+        real += sum(ls)
+        padded += max(ls) * len(ls)
+    return 1.0 - real / padded if padded else 0.0

@@ -1,0 +1,174 @@
+"""Reading the CS224N tab-separated data files (SST-5, CFIMDB, Quora, STS-B).
+
+Bad rows are reported with file and line, skipped and counted; they never reach training.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("minbert.data")
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a task's files live and how to read its label."""
+
+    files: dict[str, str]  # split -> file name
+    text_columns: tuple[str, ...]  # one column (single sentence) or two (pair)
+    label_column: str
+    parse_label: Callable[[str], float | int]  # raises ValueError on an invalid label
+    test_optional: bool = False  # the unlabeled test file may be absent (Quora's, offline)
+
+
+def _class_label(n: int) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"label {s!r} is not a number") from None
+        if v != int(v) or not 0 <= v < n:
+            raise ValueError(f"label {s!r} is not a class in 0..{n - 1}")
+        return int(v)
+    return parse
+
+
+def _similarity(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise ValueError(f"similarity {s!r} is not a number") from None
+    if not 0.0 <= v <= 5.0:  # also rejects nan
+        raise ValueError(f"similarity {s!r} is outside 0..5")
+    return v
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "sst": DatasetSpec({"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv",
+                        "test": "ids-sst-test-student.csv"}, ("sentence",), "sentiment", _class_label(5)),
+    "cfimdb": DatasetSpec({"train": "ids-cfimdb-train.csv", "dev": "ids-cfimdb-dev.csv",
+                           "test": "ids-cfimdb-test-student.csv"}, ("sentence",), "sentiment",
+                          _class_label(2)),
+    "para": DatasetSpec({"train": "quora-train.csv", "dev": "quora-dev.csv",
+                         "test": "quora-test-student.csv"}, ("sentence1", "sentence2"), "is_duplicate",
+                        _class_label(2), test_optional=True),
+    "sts": DatasetSpec({"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
+                       ("sentence1", "sentence2"), "similarity", _similarity),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled (or, for test-student, unlabelled) example."""
+
+    id: str
+    text_a: str
+    text_b: str | None = None
+    label: float | int | None = None
+
+
+@dataclass
+class Split:
+    """The examples read from one file, with every skipped row and why."""
+
+    task: str
+    split: str
+    path: Path
+    examples: list[Example]
+    rows_read: int  # records in the file, header excluded
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def data_dir() -> Path:
+    """The data folder: $MINBERT_DATA, else ./data."""
+    return Path(os.environ.get("MINBERT_DATA", "data")).expanduser()
+
+
+def file_path(task: str, split: str, root: str | Path | None = None) -> Path:
+    """Path of a task's split file; unknown task or split is an error naming the valid ones."""
+    if task not in DATASETS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+    return Path(root if root is not None else data_dir()) / DATASETS[task].files[split]
+
+
+def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
+               path: str | Path | None = None) -> Split | None:
+    """Read one split. Returns None only for an optional test file that is absent.
+
+    limit: keep the first `limit` valid examples (for fast profiles).
+    path: read this file instead of the standard location (tests, custom data).
+    """
+    spec = DATASETS[task] if task in DATASETS else None
+    if spec is None:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(DATASETS)}")
+    p = Path(path) if path is not None else file_path(task, split, root)
+    if not p.is_file():
+        if split == "test" and spec.test_optional:
+            log.warning("%s: not found; %s test predictions will be skipped", p, task)
+            return None
+        raise FileNotFoundError(
+            f"{p}: data file not found. Get the data with `minbert data fetch` (online), or "
+            f"`minbert data fetch --from DIR`, or point MINBERT_DATA at a folder that has it "
+            f"(now: {data_dir()})"
+        )
+    labelled = split != "test"
+    out = Split(task, split, p, [], 0)
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{p}: empty file (no header)") from None
+        # test-student files carry an extra unnamed index column, so find columns by name.
+        wanted = ("id",) + spec.text_columns + ((spec.label_column,) if labelled else ())
+        absent = [c for c in wanted if c not in header]
+        if absent:
+            raise ValueError(f"{p}: header lacks column(s) {', '.join(absent)}; header is {header}")
+        cols = {c: header.index(c) for c in wanted}
+        need = max(cols.values()) + 1
+        line = reader.line_num
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if not row:
+                continue  # a blank line is not a record
+            out.rows_read += 1
+            reason = None
+            if len(row) < need:
+                reason = f"too few fields ({len(row)}, need {need})"
+            else:
+                texts = [row[cols[c]].strip() for c in spec.text_columns]
+                label = None
+                if any(not t for t in texts):
+                    reason = "empty sentence"
+                elif labelled:
+                    raw = row[cols[spec.label_column]].strip()
+                    if not raw:
+                        reason = f"missing {spec.label_column}"
+                    else:
+                        try:
+                            label = spec.parse_label(raw)
+                        except ValueError as e:
+                            reason = str(e)
+            if reason is not None:
+                out.skipped.append((start, reason))
+                log.warning("%s:%d: skipped row: %s", p, start, reason)
+                continue
+            if limit is None or len(out.examples) < limit:
+                out.examples.append(Example(row[cols["id"]].strip(), texts[0],
+                                            texts[1] if len(texts) > 1 else None, label))
+    if out.skipped:
+        log.warning("%s: skipped %d of %d rows (see warnings above)", p, len(out.skipped), out.rows_read)
+    if not out.examples:
+        raise ValueError(f"{p}: no usable examples ({out.rows_read} rows read, {len(out.skipped)} skipped)")
+    return out

@@ -1,0 +1,243 @@
+"""minBERT: a BERT encoder in reading order, parameter names identical to Hugging Face's BertModel.
+
+embeddings -> self-attention -> attention output -> feed-forward -> layer -> encoder -> pooler -> model
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import load_state_dict, normalize_keys, resolve_checkpoint
+from .config import BertConfig, override
+
+
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.max_positions = cfg.max_position_embeddings
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        if T > self.max_positions:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {self.max_positions}")
+        pos = torch.arange(T, device=input_ids.device)  # (T,)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings(pos)  # (B, T, C) + (T, C) broadcasts over the batch
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention (projections only; output proj is separate)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.n_head = cfg.num_attention_heads
+        self.head_size = cfg.hidden_size // cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.attention_probs_dropout_prob)
+        self.impl = cfg.attn_impl
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C); mask: additive (B, 1, 1, T), 0 where attended, large negative at padding."""
+        B, T, C = x.shape
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        if self.impl == "sdpa":
+            p = self.dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
+        else:
+            y = self.reference_attention(q, k, v, mask)
+        return y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh*hs)
+
+    def reference_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            mask: torch.Tensor) -> torch.Tensor:
+        """softmax(QK^T / sqrt(d) + mask) V, written out."""
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
+        probs = self.dropout(torch.softmax(scores + mask, dim=-1))  # (B, nh, T, T)
+        return probs @ v  # (B, nh, T, hs)
+
+
+class BertSelfOutput(nn.Module):
+    """Attention output projection, dropout, residual, LayerNorm."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(nn.Module):
+    """Self-attention followed by its output sub-layer (HF nests them as .self and .output)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(cfg)
+        self.output = BertSelfOutput(cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+_ACT = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
+
+
+class BertIntermediate(nn.Module):
+    """First feed-forward projection and activation."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.act = _ACT[cfg.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))  # (B, T, intermediate)
+
+
+class BertOutput(BertSelfOutput):
+    """Second feed-forward projection back to hidden size, dropout, residual, LayerNorm."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__(cfg)
+        self.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+
+class BertLayer(nn.Module):
+    """One transformer layer: attention block then feed-forward block (post-LN, as in BERT)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(cfg)
+        self.intermediate = BertIntermediate(cfg)
+        self.output = BertOutput(cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(nn.Module):
+    """A stack of transformer layers."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class BertPooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sentence vector BERT was pretrained to produce."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(h[:, 0]))  # (B, C)
+
+
+@dataclass
+class BertOutputs:
+    """What the encoder returns: every token's state and the pooled [CLS] vector."""
+
+    last_hidden_state: torch.Tensor  # (B, T, C)
+    pooler_output: torch.Tensor  # (B, C)
+
+
+class BertModel(nn.Module):
+    """The BERT encoder: embeddings, transformer layers, pooler."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
+        self.pooler = BertPooler(cfg)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # BERT's init: N(0, 0.02) for weights, zeros for biases, identity LayerNorm.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            nn.init.zeros_(m.weight[m.padding_idx])
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> BertOutputs:
+        """input_ids, attention_mask (1 = real token), token_type_ids: (B, T) integer tensors."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        # Additive mask broadcast over heads and query positions: (B, 1, 1, T).
+        neg = torch.finfo(x.dtype).min
+        mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * neg
+        h = self.encoder(x, mask)
+        return BertOutputs(last_hidden_state=h, pooler_output=self.pooler(h))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **config_overrides) -> "BertModel":
+        """Load 'minilm-l6', a local checkpoint folder, or a hub name such as 'bert-base-uncased'.
+
+        config_overrides (e.g. attn_impl="reference", hidden_dropout_prob=0.3) replace config fields.
+        Missing, unexpected or mis-shaped keys raise ValueError listing them.
+        """
+        folder = resolve_checkpoint(name_or_path)
+        cfg = override(BertConfig.from_json_file(folder / "config.json"), config_overrides)
+        model = cls(cfg)
+        sd, _dropped = normalize_keys(load_state_dict(folder))
+        own = model.state_dict()
+        missing = sorted(set(own) - set(sd))
+        unexpected = sorted(set(sd) - set(own))
+        bad_shape = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                           for k in set(sd) & set(own) if sd[k].shape != own[k].shape)
+        if missing or unexpected or bad_shape:
+            parts = [f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+                     for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                         ("mis-shaped", bad_shape)) if keys]
+            raise ValueError(f"cannot load {folder} into BertModel: " + "; ".join(parts))
+        model.load_state_dict(sd, strict=True)
+        return model.eval()
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write config.json + model.safetensors, a folder from_pretrained (ours or HF's) can read."""
+        import json
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(self.config.to_hf_dict(), indent=2))
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
+        return folder

@@ -1,0 +1,37 @@
+"""The checkpoint's WordPiece tokenizer on single sentences and pairs."""
+from __future__ import annotations
+
+from minbert_core.tokenizer import encode, load_tokenizer
+
+
+def test_single_sentence_and_pair_layout():
+    tok = load_tokenizer("minilm-l6")
+    [single] = encode(tok, ["Hello world"])
+    assert single["input_ids"][0] == tok.cls_token_id and single["input_ids"][-1] == tok.sep_token_id
+    assert set(single["token_type_ids"]) == {0}
+    [pair] = encode(tok, ["a cat"], ["a dog"])
+    ids, tt = pair["input_ids"], pair["token_type_ids"]
+    seps = [i for i, t in enumerate(ids) if t == tok.sep_token_id]
+    assert ids[0] == tok.cls_token_id and len(seps) == 2 and seps[-1] == len(ids) - 1
+    # sentence A (with [CLS] and its [SEP]) is type 0, sentence B (with its [SEP]) is type 1
+    assert tt[: seps[0] + 1] == [0] * (seps[0] + 1) and tt[seps[0] + 1:] == [1] * (len(ids) - seps[0] - 1)
+
+
+def test_uncased_vocab_and_truncation():
+    tok = load_tokenizer("minilm-l6")
+    assert encode(tok, ["HELLO"])[0] == encode(tok, ["hello"])[0]
+    long = " ".join(["word"] * 500)
+    assert len(encode(tok, [long], max_length=16)[0]["input_ids"]) == 16
+    assert len(encode(tok, [long], [long], max_length=20)[0]["input_ids"]) == 20
+
+
+def test_matches_transformers_directly():
+    tok = load_tokenizer("minilm-l6")
+    ref = tok("It 's a lovely film .", "Two dogs .")
+    [ours] = encode(tok, ["It 's a lovely film ."], ["Two dogs ."])
+    assert ours["input_ids"] == ref["input_ids"] and ours["token_type_ids"] == ref["token_type_ids"]
+
+
+def test_tokenizer_from_a_checkpoint_folder(tiny_checkpoint):
+    tok = load_tokenizer(str(tiny_checkpoint))
+    assert tok.vocab_size == 30522
