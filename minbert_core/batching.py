@@ -18,31 +18,46 @@ class TokenizedSplit:
     split: Split
     features: list[dict[str, list[int]]]
     labels: torch.Tensor | None  # (N,) long for classes, float for similarity; None for test
+    b_features: list[dict[str, list[int]]] | None = None  # second sentences, when encoded separately
 
     @classmethod
-    def build(cls, split: Split, tokenizer, max_length: int = 128) -> "TokenizedSplit":
-        """Tokenize every example of a split (pairs as [CLS] a [SEP] b [SEP])."""
+    def build(cls, split: Split, tokenizer, max_length: int = 128, pair_encoding: str = "cross") -> "TokenizedSplit":
+        """Tokenize every example of a split: pairs as [CLS] a [SEP] b [SEP] ('cross') or apart ('bi')."""
         ex = split.examples
+        first = [e.text_a for e in ex]
         second = [e.text_b for e in ex] if ex[0].text_b is not None else None
-        feats = encode(tokenizer, [e.text_a for e in ex], second, max_length=max_length)
+        b_feats = None
+        if second is not None and pair_encoding == "bi":
+            feats = encode(tokenizer, first, max_length=max_length)
+            b_feats = encode(tokenizer, second, max_length=max_length)
+        else:
+            feats = encode(tokenizer, first, second, max_length=max_length)
         labels = None
         if ex[0].label is not None:
             dtype = torch.float32 if isinstance(ex[0].label, float) else torch.long
             labels = torch.tensor([e.label for e in ex], dtype=dtype)
-        return cls(split, feats, labels)
+        return cls(split, feats, labels, b_feats)
 
     def __len__(self) -> int:
         return len(self.features)
 
     @property
     def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
+        """Tokens per example (both sentences, when encoded separately)."""
+        if self.b_features is None:
+            return [len(f["input_ids"]) for f in self.features]
+        return [len(a["input_ids"]) + len(b["input_ids"]) for a, b in zip(self.features, self.b_features)]
 
     def batch(self, idx: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
         """Collate examples `idx` into padded tensors (padding to this batch's longest)."""
-        return collate([self.features[i] for i in idx], pad_id) | (
-            {"labels": self.labels[list(idx)]} if self.labels is not None else {}
-        ) | {"index": torch.tensor(list(idx))}
+        idx = list(idx)
+        out = collate([self.features[i] for i in idx], pad_id)
+        if self.b_features is not None:
+            out |= {f"b_{k}": v for k, v in collate([self.b_features[i] for i in idx], pad_id).items()}
+        if self.labels is not None:
+            out["labels"] = self.labels[idx]
+        out["index"] = torch.tensor(idx)
+        return out
 
 
 def collate(features: Sequence[dict[str, list[int]]], pad_id: int = 0) -> dict[str, torch.Tensor]:

@@ -47,6 +47,52 @@ def _cmd_stats(a: argparse.Namespace) -> int:
     return 0
 
 
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
+    """One --flag per TrainConfig field, with the field's default and its one-line reason as help."""
+    import dataclasses
+    import inspect
+
+    from .train import TrainConfig
+
+    src = inspect.getsource(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        line = next((ln for ln in src.splitlines() if ln.strip().startswith(f"{f.name}:")), "")
+        help_ = line.split("#", 1)[1].strip() if "#" in line else ""
+        default = getattr(defaults, f.name)
+        if f.name == "tasks":
+            typ = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
+            shown = ",".join(default)
+        else:
+            typ = _bool if isinstance(default, bool) else type(default)
+            shown = default
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
+                       help=f"{help_} (default: {shown})")
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .config import override
+    from .train import TrainConfig, train
+
+    base = a.defaults
+    if getattr(a, "task", None):
+        base = override(base, tasks=(a.task,), single_task=a.task)
+    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
+    cfg = override(base, given)
+    run_dir = train(cfg, resume=a.resume)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="minbert", description="minBERT multi-task study toolkit")
@@ -57,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default="minilm-l6")
     s.add_argument("--opt-steps", type=int, default=1000)
     s.set_defaults(fn=_cmd_sanity)
+
+    from .train import TrainConfig
+
+    sentiment = TrainConfig(tasks=("sst",), strategy="single", single_task="sst")
+    t = sub.add_parser("train", help="one sentiment run (SST-5 or CFIMDB; pretrain or finetune)")
+    t.add_argument("--task", choices=["sst", "cfimdb"], default=None, help="sentiment task (default: sst)")
+    t.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
+    _add_config_flags(t, sentiment)
+    t.set_defaults(fn=_cmd_train, defaults=sentiment)
+    m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum or pcgrad)")
+    m.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
+    _add_config_flags(m, TrainConfig())
+    m.set_defaults(fn=_cmd_train, defaults=TrainConfig())
 
     d = sub.add_parser("data", help="get and inspect the data files").add_subparsers(dest="data_cmd", required=True)
     f = d.add_parser("fetch", help="download the CS224N data files, verified against their git blob ids")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -103,10 +104,12 @@ def file_path(task: str, split: str, root: str | Path | None = None) -> Path:
 
 
 def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
-               path: str | Path | None = None) -> Split | None:
+               path: str | Path | None = None, sample_seed: int = 0) -> Split | None:
     """Read one split. Returns None only for an optional test file that is absent.
 
-    limit: keep the first `limit` valid examples (for fast profiles).
+    limit: keep a random sample of `limit` valid examples, in file order (for fast profiles). The
+        files are ordered (SST train starts with mostly positive reviews), so a plain head would be
+        biased. The sample depends on `sample_seed` only, so every run of a study sees the same rows.
     path: read this file instead of the standard location (tests, custom data).
     """
     spec = DATASETS[task] if task in DATASETS else None
@@ -164,11 +167,13 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
                 out.skipped.append((start, reason))
                 log.warning("%s:%d: skipped row: %s", p, start, reason)
                 continue
-            if limit is None or len(out.examples) < limit:
-                out.examples.append(Example(row[cols["id"]].strip(), texts[0],
-                                            texts[1] if len(texts) > 1 else None, label))
+            out.examples.append(Example(row[cols["id"]].strip(), texts[0],
+                                        texts[1] if len(texts) > 1 else None, label))
     if out.skipped:
         log.warning("%s: skipped %d of %d rows (see warnings above)", p, len(out.skipped), out.rows_read)
     if not out.examples:
         raise ValueError(f"{p}: no usable examples ({out.rows_read} rows read, {len(out.skipped)} skipped)")
+    if limit is not None and limit < len(out.examples):
+        keep = sorted(random.Random(sample_seed).sample(range(len(out.examples)), limit))
+        out.examples = [out.examples[i] for i in keep]
     return out

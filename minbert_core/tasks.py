@@ -1,0 +1,69 @@
+"""The study's tasks: what each predicts, its loss, its metric and its submission-file header."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def accuracy(pred: torch.Tensor, gold: torch.Tensor) -> float:
+    """Share of exact matches."""
+    return (pred == gold).float().mean().item()
+
+
+def pearson(pred: torch.Tensor, gold: torch.Tensor) -> float:
+    """Pearson correlation; 0.0 where either side is constant (correlation undefined)."""
+    p, g = pred.double() - pred.double().mean(), gold.double() - gold.double().mean()
+    denom = p.norm() * g.norm()
+    return (p @ g / denom).item() if denom > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one task turns head outputs into a loss, a prediction and a score."""
+
+    key: str
+    pair: bool  # sentence pair (para, sts) or single sentence
+    out_dim: int  # head output width: classes, or 1 for a logit / a score
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    predict: Callable[[torch.Tensor], torch.Tensor]  # head output -> submitted value
+    metric_name: str
+    metric: Callable[[torch.Tensor, torch.Tensor], float]
+    pred_header: str  # second column name of the CS224N prediction file
+
+
+def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
+def _argmax(out: torch.Tensor) -> torch.Tensor:
+    return out.argmax(-1)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst": TaskSpec("sst", False, 5, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment"),
+    "cfimdb": TaskSpec("cfimdb", False, 2, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment"),
+    # one logit, binary cross-entropy; label 1 = paraphrase
+    "para": TaskSpec("para", True, 1,
+                     lambda o, y: F.binary_cross_entropy_with_logits(o.squeeze(-1), y.float()),
+                     lambda o: (o.squeeze(-1) > 0).long(), "acc", accuracy, "Predicted_Is_Paraphrase"),
+    # a similarity score on 0..5, mean squared error; header spelled as upstream spells it
+    "sts": TaskSpec("sts", True, 1, lambda o, y: F.mse_loss(o.squeeze(-1), y.float()),
+                    lambda o: o.squeeze(-1).clamp(0.0, 5.0), "pearson", pearson, "Predicted_Similiary"),
+}
+
+
+def get_task(key: str) -> TaskSpec:
+    """Look a task up; an unknown key is an error naming the known ones."""
+    if key not in TASKS:
+        raise ValueError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def overall_score(metrics: dict[str, float]) -> float | None:
+    """The CS224N leaderboard score (sst_acc + para_acc + (sts_r + 1) / 2) / 3, where all three exist."""
+    if not {"sst", "para", "sts"} <= set(metrics):
+        return None
+    return (metrics["sst"] + metrics["para"] + (metrics["sts"] + 1) / 2) / 3

@@ -1,0 +1,487 @@
+"""The one training loop: every experiment of the study (sentiment, multi-task, structure) runs here.
+
+Tasks, heads and gradient strategies are registry entries; nothing in the loop branches on them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .batching import BucketBatchSampler, TokenizedSplit
+from .config import override
+from .data import DATASETS, Split, data_dir, load_split
+from .multitask import MultitaskBert, load_encoder, tokenizer_name
+from .optim import AdamW
+from .runs import atomic_torch_save, atomic_write_text, environment, new_run_id, write_csv, write_json
+from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
+from .tasks import TASKS, get_task, overall_score
+from .tokenizer import load_tokenizer
+
+log = logging.getLogger("minbert.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one run depends on. Defaults follow the original CS224N project."""
+
+    tasks: tuple[str, ...] = ("sst", "para", "sts")  # tasks with heads, evaluated every epoch
+    strategy: str = "pcgrad"  # gradient combination: single | sum | pcgrad
+    single_task: str = "sst"  # the one task trained by strategy 'single'
+    checkpoint: str = "minilm-l6"  # pretrained encoder: minilm-l6, a folder, a hub name, or random:<shape>
+    mode: str = "finetune"  # finetune: train everything; pretrain: freeze the encoder, train heads
+    lr_pretrain: float = 1e-3  # learning rate in pretrain mode
+    lr_finetune: float = 1e-5  # learning rate in finetune mode
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    epochs: int = 10  # passes, as counted by epoch_rule
+    batch_size: int = 8  # examples per task per step
+    eval_batch_size: int = 64  # examples per forward pass when evaluating
+    hidden_dropout: float = 0.3  # dropout in the task heads
+    encoder_dropout: float = -1.0  # encoder dropout (hidden and attention); -1 keeps the checkpoint's
+    seed: int = 11711  # seeds torch, numpy, random, samplers and PCGrad's task order
+    max_length: int = 128  # tokens per sequence (pairs: both sentences together)
+    pair_encoding: str = "cross"  # cross: [CLS] a [SEP] b [SEP]; bi: encode apart (Sentence-BERT heads)
+    pooling: str = "cls"  # cls: BERT pooler over [CLS]; mean: masked mean of token states
+    lstm: bool = False  # a shared bi-LSTM over the encoder's token states
+    task_layers: int = 0  # hidden layers in each task's own head
+    task_hidden: int = 256  # width of those layers
+    epoch_rule: str = "smallest"  # steps per epoch: smallest | largest task's batches, or fixed
+    steps_per_epoch: int = 0  # steps per epoch when epoch_rule is 'fixed'
+    train_limit: int = 0  # first N valid training examples per task (0 = all)
+    eval_limit: int = 0  # first N dev/test examples per task (0 = all)
+    telemetry_every: int = 10  # record task-gradient cosines every N steps (0 = never)
+    checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
+    cache_features: bool = True  # pretrain mode without bi-LSTM: encode each example once
+    device: str = "auto"  # auto (cuda if present), cpu, cuda, cuda:1 ...
+    bf16: bool = False  # bf16 autocast on CUDA
+    runs_dir: str = "runs"  # parent folder of run folders
+    run_id: str = ""  # run folder name ('' = <time>-<strategy>-<tasks>)
+    data_dir: str = ""  # data folder ('' = $MINBERT_DATA or ./data)
+
+    def __post_init__(self) -> None:
+        choices = {"mode": ("pretrain", "finetune"), "strategy": tuple(STRATEGIES),
+                   "pair_encoding": ("cross", "bi"), "pooling": ("cls", "mean"),
+                   "epoch_rule": ("smallest", "largest", "fixed")}
+        for key, ok in choices.items():
+            if getattr(self, key) not in ok:
+                raise ValueError(f"{key} must be one of {', '.join(ok)}; got {getattr(self, key)!r}")
+        for t in self.tasks:
+            get_task(t)
+        if not self.tasks:
+            raise ValueError("tasks is empty")
+        if self.epoch_rule == "fixed" and self.steps_per_epoch < 1:
+            raise ValueError("epoch_rule 'fixed' needs steps_per_epoch >= 1")
+        for key in ("epochs", "batch_size", "eval_batch_size", "max_length"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+
+    @property
+    def lr(self) -> float:
+        """The learning rate this mode uses."""
+        return self.lr_pretrain if self.mode == "pretrain" else self.lr_finetune
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a dict (JSON, notebook parameters); unknown keys are an error naming them."""
+        d = dict(d)
+        if "tasks" in d and isinstance(d["tasks"], (list, str)):
+            d["tasks"] = tuple(d["tasks"].split(",")) if isinstance(d["tasks"], str) else tuple(d["tasks"])
+        return override(cls(), d)
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss stopped the run; the last good checkpoint is kept."""
+
+
+class _Interrupt(KeyboardInterrupt):
+    """Raised by tests (stop_after_steps) to simulate a run killed mid-epoch."""
+
+
+class TaskStream:
+    """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
+
+    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int):
+        self.data = data
+        self.sampler = BucketBatchSampler(data.lengths, batch_size, seed=seed)
+        self.epoch, self.pos = 0, 0
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> list[list[int]]:
+        self.sampler.set_epoch(self.epoch)
+        return self.sampler.batches()
+
+    def next(self) -> dict[str, torch.Tensor]:
+        if self.pos >= len(self._batches):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._batches = self._epoch_batches()
+        idx = self._batches[self.pos]
+        self.pos += 1
+        return self.data.batch(idx)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.epoch, self.pos = s["epoch"], s["pos"]
+        self._batches = self._epoch_batches()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' means CUDA when present, else CPU; an unavailable CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu' or 'auto')")
+    return dev
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Trainer:
+    """Builds data, model, optimizer and strategy for a config, then runs (or resumes) it."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.strategy = get_strategy(cfg.strategy, seed=cfg.seed)
+        self.train_tasks = self.strategy.train_tasks(cfg.tasks, cfg.single_task)
+        self.warnings: list[str] = []
+        self._load_data()
+        self._build_model()
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        cfg = self.cfg
+        root = Path(cfg.data_dir) if cfg.data_dir else data_dir()
+        tok = load_tokenizer(tokenizer_name(cfg.checkpoint))
+        self.data: dict[str, dict[str, TokenizedSplit]] = {}
+        self.data_record: dict[str, dict] = {}
+        for task in cfg.tasks:
+            self.data[task], self.data_record[task] = {}, {}
+            splits = (["train"] if task in self.train_tasks else []) + ["dev", "test"]
+            for split in splits:
+                limit = cfg.train_limit if split == "train" else cfg.eval_limit
+                s: Split | None = load_split(task, split, root=root, limit=limit or None)
+                if s is None:
+                    self.warnings.append(f"{task} {split}: {root / DATASETS[task].files[split]} not found; "
+                                         "no test predictions for it")
+                    continue
+                self.data[task][split] = TokenizedSplit.build(s, tok, cfg.max_length, cfg.pair_encoding)
+                self.data_record[task][split] = {
+                    "path": str(s.path), "rows_read": s.rows_read, "used": len(s),
+                    "skipped": len(s.skipped), "skipped_rows": [f"line {ln}: {r}" for ln, r in s.skipped[:20]]}
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        drop = {} if cfg.encoder_dropout < 0 else dict(hidden_dropout_prob=cfg.encoder_dropout,
+                                                        attention_probs_dropout_prob=cfg.encoder_dropout)
+        encoder = load_encoder(cfg.checkpoint, seed=cfg.seed, **drop)
+        self.model = MultitaskBert(encoder, cfg.tasks, cfg.pair_encoding, cfg.pooling, cfg.lstm,
+                                   cfg.task_layers, cfg.task_hidden, cfg.hidden_dropout).to(self.device)
+        if cfg.mode == "pretrain":
+            self.model.encoder.requires_grad_(False)
+        self.shared = self.model.shared_named_parameters()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # A frozen encoder in eval mode is a fixed function: encode each example once.
+        self.cached = cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm
+        self.cache: dict[tuple[str, str], torch.Tensor] = {}
+        self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i)
+                        for i, t in enumerate(self.train_tasks)}
+        n = [len(s.sampler) for s in self.streams.values()]
+        self.steps_per_epoch = {"smallest": min(n), "largest": max(n), "fixed": cfg.steps_per_epoch}[cfg.epoch_rule]
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.cfg.bf16 and self.device.type == "cuda")
+
+    def _features(self, task: str, split: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cached:
+            key = (task, split)
+            if key not in self.cache:
+                self.cache[key] = self._encode_all(task, split)
+            return self.cache[key][batch["index"].to(self.cache[key].device)]
+        return self.model.features(task, _to(batch, self.device))
+
+    @torch.no_grad()
+    def _encode_all(self, task: str, split: str) -> torch.Tensor:
+        """Head inputs for every example of a split, in example order (for the feature cache)."""
+        ts = self.data[task][split]
+        was = self.model.training
+        self.model.encoder.eval()
+        out = None
+        for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
+            with self._autocast():
+                f = self.model.features(task, _to(ts.batch(idx), self.device)).float()
+            if out is None:
+                out = torch.empty(len(ts), f.shape[1], device=self.device)
+            out[torch.tensor(idx, device=self.device)] = f
+        self.model.train(was)
+        return out
+
+    def _loss_fn(self, task: str, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+        spec = get_task(task)
+
+        def fn() -> torch.Tensor:
+            with self._autocast():
+                out = self.model.heads[task](self._features(task, "train", batch))
+            return spec.loss(out.float(), batch["labels"].to(self.device))
+        return fn
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, task: str, split: str) -> torch.Tensor:
+        """Submitted values (class, 0/1, similarity) for every example of a split, in order."""
+        ts = self.data[task][split]
+        self.model.eval()
+        spec = get_task(task)
+        preds = torch.empty(len(ts), dtype=torch.float32)
+        for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
+            batch = ts.batch(idx)
+            with self._autocast():
+                out = self.model.heads[task](self._features(task, split, batch)).float()
+            preds[idx] = spec.predict(out).float().cpu()
+        return preds
+
+    def evaluate(self, split: str = "dev") -> dict[str, float]:
+        """Each task's metric on a labelled split, plus the overall score where defined."""
+        m = {}
+        for task in self.cfg.tasks:
+            ts = self.data[task][split]
+            m[task] = get_task(task).metric(self.predict(task, split), ts.labels.float())
+        ov = overall_score(m)
+        if ov is not None:
+            m["overall"] = ov
+        return m
+
+    @staticmethod
+    def selection_score(m: dict[str, float]) -> float:
+        """What 'best dev' maximises: the overall score, or the mean task metric without it."""
+        return m.get("overall", float(np.mean([v for k, v in m.items() if k != "overall"])))
+
+    def write_predictions(self) -> list[str]:
+        """CS224N submission files for dev and test of every task, into predictions/."""
+        out = []
+        for task in self.cfg.tasks:
+            spec = get_task(task)
+            for split, name in (("dev", "dev"), ("test", "test")):
+                if split not in self.data[task]:
+                    continue
+                preds = self.predict(task, split)
+                ids = [e.id for e in self.data[task][split].split.examples]
+                fmt = (lambda v: f"{v:.4f}") if task == "sts" else (lambda v: str(int(v)))
+                lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {fmt(v)} \n" for i, v in zip(ids, preds.tolist())]
+                path = self.run_dir / "predictions" / f"{task}-{name}-output.csv"
+                atomic_write_text(path, "".join(lines))
+                out.append(str(path.relative_to(self.run_dir)))
+        return out
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def _state(self, epoch: int, step_in_epoch: int, global_step: int) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "strategy": self.strategy.state_dict(),
+                "streams": {t: s.state_dict() for t, s in self.streams.items()},
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "history": self.history, "telemetry": self.telemetry, "best": self.best,
+                "elapsed_s": self.elapsed, "examples": self.examples, "train_time_s": self.train_time,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+
+    def _restore(self, st: dict) -> tuple[int, int, int]:
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.strategy.load_state_dict(st["strategy"])
+        for t, s in st["streams"].items():
+            self.streams[t].load_state_dict(s)
+        self.history, self.telemetry, self.best = st["history"], st["telemetry"], st["best"]
+        self.elapsed, self.examples, self.train_time = st["elapsed_s"], st["examples"], st["train_time_s"]
+        torch.set_rng_state(st["rng"]["torch"])
+        np.random.set_state(st["rng"]["numpy"])
+        random.setstate(st["rng"]["python"])
+        if st["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+        return st["epoch"], st["step_in_epoch"], st["global_step"]
+
+    def _save_records(self) -> None:
+        write_csv(self.run_dir / "history.csv", self.history)
+        if self.telemetry:
+            write_csv(self.run_dir / "telemetry.csv", self.telemetry)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> dict:
+        """Train to the end (or from the last checkpoint), then write metrics and predictions."""
+        cfg, last = self.cfg, self.run_dir / "checkpoints" / "last.pt"
+        self.history: list[dict] = []
+        self.telemetry: list[dict] = []
+        self.best: dict = {"score": -math.inf, "epoch": None, "dev": None}
+        self.elapsed = self.train_time = 0.0
+        self.examples = 0
+        epoch = step0 = gstep = 0
+        if resume and last.is_file():
+            epoch, step0, gstep = self._restore(torch.load(last, map_location=self.device, weights_only=False))
+            self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
+        t_start, steps_now = time.perf_counter() - self.elapsed, 0
+        try:
+            for epoch in range(epoch, cfg.epochs):
+                self.model.train()
+                if cfg.mode == "pretrain":
+                    self.model.encoder.eval()  # frozen: no dropout, so its features are fixed
+                bar = self._bar(epoch, step0)
+                for step in range(step0, self.steps_per_epoch):
+                    t0 = time.perf_counter()
+                    batches = {t: s.next() for t, s in self.streams.items()}
+                    record = cfg.telemetry_every > 0 and gstep % cfg.telemetry_every == 0
+                    self.optimizer.zero_grad(set_to_none=True)
+                    try:
+                        res = self.strategy.backward({t: self._loss_fn(t, b) for t, b in batches.items()},
+                                                     self.shared, record=record)
+                    except NonFiniteLoss as e:
+                        self._diverged(f"step {gstep} (epoch {epoch + 1}), {e}", last)
+                    self.optimizer.step()
+                    dt = time.perf_counter() - t0
+                    n = sum(len(b["index"]) for b in batches.values())
+                    self.examples, self.train_time = self.examples + n, self.train_time + dt
+                    gstep += 1
+                    self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
+                                         **{f"loss_{t}": v for t, v in res.losses.items()},
+                                         "examples_per_s": n / dt})
+                    self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r}
+                                       for r in res.telemetry]
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()},
+                                         "ex/s": f"{n / dt:.0f}"})
+                    steps_now += 1
+                    if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0:
+                        self.elapsed = time.perf_counter() - t_start
+                        atomic_torch_save(self._state(epoch, step + 1, gstep), last)
+                        self._save_records()
+                    if stop_after_steps is not None and steps_now >= stop_after_steps:
+                        raise _Interrupt(f"stopped after {steps_now} steps (test hook)")
+                if bar is not None:
+                    bar.close()
+                step0 = 0
+                dev = self.evaluate("dev")
+                self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev",
+                                     **{f"dev_{k}": v for k, v in dev.items()}})
+                if self.selection_score(dev) > self.best["score"]:
+                    self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
+                    atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
+                self._say(self._epoch_line(epoch, gstep, dev))
+                self.elapsed = time.perf_counter() - t_start
+                atomic_torch_save(self._state(epoch + 1, 0, gstep), last)
+                self._save_records()
+        except KeyboardInterrupt:
+            self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
+            raise
+        self.elapsed = time.perf_counter() - t_start
+        return self._finish(dev, gstep)
+
+    def _finish(self, final_dev: dict, gstep: int) -> dict:
+        self.model.load_state_dict(torch.load(self.run_dir / "checkpoints" / "best.pt", map_location=self.device))
+        files = self.write_predictions()
+        metrics = {
+            "status": "complete", "best_epoch": self.best["epoch"], "best_dev": self.best["dev"],
+            "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in self.cfg.tasks},
+            "steps": gstep, "wall_time_s": self.elapsed, "train_time_s": self.train_time,
+            "train_examples_per_s": self.examples / self.train_time if self.train_time else None,
+            "predictions": files, "warnings": self.warnings,
+        }
+        self._save_records()
+        write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+    def _diverged(self, msg: str, last: Path) -> None:
+        kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint was saved yet"
+        write_json(self.run_dir / "metrics.json", {"status": "diverged", "error": msg, "warnings": self.warnings})
+        self._save_records()
+        raise TrainingDiverged(f"non-finite loss at {msg}; run stopped ({kept})")
+
+    # ---- progress -----------------------------------------------------------------------------
+    def _bar(self, epoch: int, start: int):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                    leave=False, dynamic_ncols=True)
+
+    def _epoch_line(self, epoch: int, gstep: int, dev: dict) -> str:
+        rows = [r for r in self.history if r["kind"] == "train" and r["epoch"] == epoch + 1]
+        loss = " ".join(f"{t}={np.mean([r[f'loss_{t}'] for r in rows]):.3f}" for t in self.train_tasks) if rows else ""
+        devs = " ".join(f"{k}={v:.3f}" for k, v in dev.items())
+        rate = self.examples / self.train_time if self.train_time else 0.0
+        return (f"epoch {epoch + 1}/{self.cfg.epochs} step {gstep} | train loss {loss} | dev {devs} | "
+                f"{rate:.0f} ex/s | {time.strftime('%H:%M:%S')}")
+
+    def _say(self, msg: str) -> None:
+        print(msg, flush=True)
+
+
+def run_label(cfg: TrainConfig) -> str:
+    """Default run name: strategy and tasks (and mode for single-task runs)."""
+    tasks = "-".join(cfg.tasks)
+    return f"{cfg.strategy}-{tasks}" + (f"-{cfg.mode}" if len(cfg.tasks) == 1 else "")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
+          stop_after_steps: int | None = None) -> Path:
+    """Run one experiment into runs_dir/run_id and return its folder.
+
+    resume=True continues the run in runs_dir/run_id from its last checkpoint; its saved config
+    must equal `cfg` (a differing key is an error naming it).
+    """
+    if resume and not cfg.run_id:
+        raise ValueError("resume needs run_id (the run folder's name)")
+    run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))
+    if not cfg.run_id:
+        base, n = run_dir, 1
+        while run_dir.exists():  # two runs started in the same second
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    cfg_file = run_dir / "config.json"
+    if resume and cfg_file.is_file():
+        saved = json.loads(cfg_file.read_text())["config"]
+        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k != "device")
+        if diff:
+            raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
+                             "resume with the same settings")
+    elif (run_dir / "metrics.json").is_file() and not resume:
+        raise ValueError(f"{run_dir} already holds a finished run; choose another run_id or delete it")
+    trainer = Trainer(cfg, run_dir, progress=progress)
+    params = sum(p.numel() for p in trainer.model.parameters())
+    write_json(cfg_file, {
+        "config": dataclasses.asdict(cfg),
+        "resolved": {"lr": cfg.lr, "train_tasks": list(trainer.train_tasks),
+                     "steps_per_epoch": trainer.steps_per_epoch, "feature_cache": trainer.cached},
+        "model": {"encoder": dataclasses.asdict(trainer.model.encoder.config), "parameters": params,
+                  "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)},
+        "environment": environment(trainer.device),
+        "data": trainer.data_record,
+    })
+    trainer.run(resume=resume, stop_after_steps=stop_after_steps)
+    return run_dir

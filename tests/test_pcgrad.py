@@ -1,0 +1,136 @@
+"""PCGrad and the summed loss: properties of the projection, and the backward contract."""
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from minbert_core.strategies import PCGrad, SumLoss, get_strategy, layer_group
+
+
+def _combine(G, seed=0):
+    return PCGrad(seed=seed).combine(torch.tensor(G, dtype=torch.float32))
+
+
+def test_no_conflict_equals_sum():
+    G = [[1.0, 2.0, 0.0], [0.5, 0.0, 3.0], [0.0, 1.0, 1.0]]
+    out, projected = _combine(G)
+    assert torch.allclose(out, torch.tensor(G).sum(0)) and not projected.any()
+
+
+def test_hand_computed_2d_example():
+    # g1 = (1, 0), g2 = (-1, 1): g1.g2 = -1 < 0.
+    # g1' = g1 - (-1/2) g2 = (0.5, 0.5);  g2' = g2 - (-1/1) g1 = (0, 1);  sum = (0.5, 1.5)
+    out, projected = _combine([[1.0, 0.0], [-1.0, 1.0]])
+    assert torch.allclose(out, torch.tensor([0.5, 1.5]))
+    assert projected.tolist() == [[False, True], [True, False]]
+
+
+vec = st.lists(st.floats(-10, 10, allow_nan=False, width=32), min_size=5, max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(vec, vec)
+def test_two_tasks_projected_gradient_orthogonal_to_other_original(a, b):
+    g1, g2 = torch.tensor(a), torch.tensor(b)
+    p = PCGrad(seed=0)
+    out, projected = p.combine(torch.stack([g1, g2]))
+    if g1 @ g2 < 0 and g1.norm() > 1e-3 and g2.norm() > 1e-3:
+        g1p = g1 - (g1 @ g2) / (g2 @ g2) * g2
+        g2p = g2 - (g2 @ g1) / (g1 @ g1) * g1
+        scale = g1.norm() * g2.norm()
+        assert abs(g1p @ g2) <= 1e-4 * scale and abs(g2p @ g1) <= 1e-4 * scale
+        assert torch.allclose(out, g1p + g2p, atol=1e-4 * (1 + out.abs().max()))
+        assert projected[0, 1] and projected[1, 0]
+    elif g1 @ g2 >= 0:
+        assert torch.allclose(out, g1 + g2) and not projected.any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(vec, min_size=3, max_size=4), st.integers(0, 2**31 - 1))
+def test_same_seed_same_result(G, seed):
+    a, _ = _combine(G, seed)
+    b, _ = _combine(G, seed)
+    assert torch.equal(a, b)
+
+
+def test_task_order_comes_from_own_generator_not_global_rng():
+    G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-0.2, -1.0, 1.0]])
+    torch.manual_seed(0)
+    a, _ = PCGrad(seed=5).combine(G)
+    torch.manual_seed(123)
+    b, _ = PCGrad(seed=5).combine(G)
+    assert torch.equal(a, b)
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Linear(3, 4)
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 1), "b": nn.Linear(4, 1)})
+
+    def shared(self):
+        return [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters()]
+
+
+def _losses(m, x):
+    return {"a": lambda: m.heads["a"](m.encoder(x)).sum(), "b": lambda: -m.heads["b"](m.encoder(x)).sum() * 2}
+
+
+def _task_grads(m, x):
+    out = {}
+    for t, fn in _losses(m, x).items():
+        m.zero_grad(set_to_none=True)
+        fn().backward()
+        out[t] = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad()
+    return out
+
+
+def test_backward_contract_sum_and_pcgrad_heads_untouched():
+    m, x = Toy(), torch.randn(6, 3)
+    tg = _task_grads(m, x)
+    for strat in (SumLoss(), PCGrad(seed=1)):
+        m.zero_grad(set_to_none=True)
+        res = strat.backward(_losses(m, x), m.shared(), record=True)
+        assert set(res.losses) == {"a", "b"}
+        # heads get exactly their own task's gradient: surgery touches shared parameters only
+        assert "heads.b.weight" not in tg["a"]
+        assert torch.allclose(m.heads["a"].weight.grad, tg["a"]["heads.a.weight"])
+        assert torch.allclose(m.heads["b"].weight.grad, tg["b"]["heads.b.weight"])
+        flat = [torch.cat([tg[t]["encoder.weight"].flatten(), tg[t]["encoder.bias"]]) for t in ("a", "b")]
+        expect, _ = strat.combine(torch.stack(flat)) if isinstance(strat, PCGrad) else (flat[0] + flat[1], None)
+        got = torch.cat([m.encoder.weight.grad.flatten(), m.encoder.bias.grad])
+        assert torch.allclose(got, expect, atol=1e-6)
+        overall = [r for r in res.telemetry if r["group"] == "overall"]
+        cos = (flat[0] @ flat[1] / (flat[0].norm() * flat[1].norm())).item()
+        assert len(overall) == 1 and abs(overall[0]["cosine"] - cos) < 1e-5
+
+
+def test_sum_without_recording_matches_summed_loss():
+    m, x = Toy(), torch.randn(6, 3)
+    m.zero_grad()
+    sum(fn() for fn in _losses(m, x).values()).backward()
+    ref = m.encoder.weight.grad.clone()
+    m.zero_grad(set_to_none=True)
+    SumLoss().backward(_losses(m, x), m.shared())
+    assert torch.allclose(m.encoder.weight.grad, ref, atol=1e-6)
+
+
+def test_untouched_shared_parameters_keep_no_gradient():
+    m, x = Toy(), torch.randn(6, 3)
+    extra = nn.Parameter(torch.zeros(2))
+    PCGrad().backward(_losses(m, x), m.shared() + [("encoder.unused", extra)])
+    assert extra.grad is None
+
+
+def test_layer_groups_and_registry():
+    assert layer_group("encoder.encoder.layer.3.attention.self.query.weight") == "layer_3"
+    assert layer_group("encoder.embeddings.word_embeddings.weight") == "embeddings"
+    assert layer_group("encoder.pooler.dense.bias") == "pooler" and layer_group("lstm.weight_ih_l0") == "lstm"
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown strategy 'pcgard'"):
+        get_strategy("pcgard")

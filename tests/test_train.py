@@ -1,0 +1,193 @@
+"""The training loop on tiny random BERTs: run records, strategies, structure variants, resume."""
+from __future__ import annotations
+
+import collections
+import csv
+import json
+
+import pytest
+import torch
+
+from minbert_core.cli import main
+from minbert_core.train import Trainer, TrainConfig, TrainingDiverged, train
+
+FAST = dict(checkpoint="random:tiny", epochs=2, train_limit=48, eval_limit=40, batch_size=8,
+            lr_finetune=1e-3, telemetry_every=2, max_length=48)
+
+
+def _cfg(tmp_path, data_root, **kw):
+    return TrainConfig(**{**FAST, "runs_dir": str(tmp_path / "runs"), "data_dir": str(data_root), **kw})
+
+
+def _metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_multitask_pcgrad_run_folder_has_every_record(tmp_path, data_root):
+    run = train(_cfg(tmp_path, data_root, strategy="pcgrad", run_id="mt"))
+    m = _metrics(run)
+    assert m["status"] == "complete" and m["best_epoch"] in (1, 2)
+    for k in ("sst", "para"):
+        assert 0.0 <= m["best_dev"][k] <= 1.0
+    assert -1.0 <= m["best_dev"]["sts"] <= 1.0 and 0.0 <= m["best_dev"]["overall"] <= 1.0
+    assert m["wall_time_s"] > 0 and m["train_examples_per_s"] > 0
+    assert any("quora-test-student.csv not found" in w for w in m["warnings"])
+    c = json.loads((run / "config.json").read_text())
+    assert c["config"]["strategy"] == "pcgrad" and c["environment"]["torch"] == torch.__version__
+    assert "git_commit" in c["environment"] and c["environment"]["device"] == "cpu"
+    assert c["data"]["para"]["dev"]["rows_read"] == 20214 and c["data"]["para"]["dev"]["skipped"] == 2
+    assert c["data"]["sst"]["train"]["used"] == 48
+    hist = list(csv.DictReader((run / "history.csv").open()))
+    assert {"loss_sst", "loss_para", "loss_sts", "lr", "examples_per_s"} <= set(hist[0])
+    assert sum(r["kind"] == "dev" for r in hist) == 2
+    tele = list(csv.DictReader((run / "telemetry.csv").open()))
+    groups = {r["group"] for r in tele}
+    assert {"overall", "embeddings", "layer_0", "layer_1", "pooler"} == groups
+    assert {(r["task_a"], r["task_b"]) for r in tele} == {("sst", "para"), ("sst", "sts"), ("para", "sts")}
+    assert all(-1.0 <= float(r["cosine"]) <= 1.0 for r in tele)
+    assert (run / "checkpoints" / "best.pt").is_file()
+    preds = sorted(p.name for p in (run / "predictions").iterdir())
+    assert preds == ["para-dev-output.csv", "sst-dev-output.csv", "sst-test-output.csv",
+                     "sts-dev-output.csv", "sts-test-output.csv"]
+    lines = (run / "predictions" / "sst-test-output.csv").read_text().splitlines()
+    assert lines[0] == "id \t Predicted_Sentiment " and len(lines) == 41
+    ident, value = lines[1].split(" , ")
+    assert len(ident) == 25 and value.strip() in {"0", "1", "2", "3", "4"}
+    assert (run / "predictions" / "sts-dev-output.csv").read_text().startswith("id \t Predicted_Similiary \n")
+    assert (run / "predictions" / "para-dev-output.csv").read_text().startswith("id \t Predicted_Is_Paraphrase \n")
+
+
+def test_sum_run_records_telemetry_without_projecting(tmp_path, data_root):
+    run = train(_cfg(tmp_path, data_root, strategy="sum", epochs=1))
+    tele = list(csv.DictReader((run / "telemetry.csv").open()))
+    assert tele and all(r["projected_a"] == "False" and r["projected_b"] == "False" for r in tele)
+
+
+def test_single_strategy_trains_sst_and_evaluates_all(tmp_path, data_root):
+    run = train(_cfg(tmp_path, data_root, strategy="single", epochs=1))
+    hist = list(csv.DictReader((run / "history.csv").open()))
+    train_rows = [r for r in hist if r["kind"] == "train"]
+    assert train_rows[0]["loss_sst"] and "loss_para" not in hist[0]
+    assert set(_metrics(run)["best_dev"]) == {"sst", "para", "sts", "overall"}
+    assert not (run / "telemetry.csv").exists()  # one task: no pairs to compare
+
+
+@pytest.mark.parametrize("variant", [
+    dict(lstm=True), dict(lstm=True, task_layers=2, task_hidden=16, hidden_dropout=0.5),
+    dict(pair_encoding="bi"), dict(pooling="mean", task_layers=1), dict(lstm=True, pooling="mean"),
+])
+def test_structure_variants_train(tmp_path, data_root, variant):
+    run = train(_cfg(tmp_path, data_root, epochs=1, **variant))
+    m = _metrics(run)
+    assert m["status"] == "complete" and 0 <= m["best_dev"]["overall"] <= 1
+    if variant.get("lstm"):
+        groups = {r["group"] for r in csv.DictReader((run / "telemetry.csv").open())}
+        assert "lstm" in groups
+
+
+def test_pretrain_freezes_encoder_and_cache_changes_nothing(tmp_path, data_root):
+    base = _cfg(tmp_path, data_root, tasks=("cfimdb",), strategy="single", single_task="cfimdb",
+                mode="pretrain", epochs=2, max_length=64)
+    tr = Trainer(base, tmp_path / "probe")
+    before = {k: v.clone() for k, v in tr.model.encoder.state_dict().items()}
+    assert tr.cached and all(not p.requires_grad for p in tr.model.encoder.parameters())
+    tr.run()
+    assert all(torch.equal(before[k], v) for k, v in tr.model.encoder.state_dict().items())
+    a = _metrics(train(base))
+    b = _metrics(train(TrainConfig(**{**base.__dict__, "cache_features": False})))
+    assert a["best_dev"]["cfimdb"] == pytest.approx(b["best_dev"]["cfimdb"], abs=1e-6)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=2, run_id="full", hidden_dropout=0.3)
+    full = _metrics(train(cfg))
+    cut = TrainConfig(**{**cfg.__dict__, "run_id": "cut"})
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, stop_after_steps=5)  # killed mid-epoch 2 (6 steps per epoch); last checkpoint at step 4
+    assert not (tmp_path / "runs" / "cut" / "metrics.json").exists()
+    resumed = _metrics(train(cut, resume=True))
+    for key in ("best_dev", "final_dev", "best_epoch", "steps"):
+        assert resumed[key] == full[key], key
+    def losses(run_id):  # every logged value except the wall-clock throughput
+        rows = csv.DictReader((tmp_path / "runs" / run_id / "history.csv").open())
+        return [{k: v for k, v in r.items() if k != "examples_per_s"} for r in rows]
+
+    assert losses("cut") == losses("full")
+
+
+def test_resume_refuses_a_changed_config(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root, epochs=1, run_id="r")
+    train(cfg)
+    with pytest.raises(ValueError, match="differs from the saved run in batch_size"):
+        train(TrainConfig(**{**cfg.__dict__, "batch_size": 4}), resume=True)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(cfg)
+
+
+def test_non_finite_loss_stops_with_step_and_task(tmp_path, data_root, monkeypatch):
+    calls = collections.Counter()
+    orig = Trainer._loss_fn
+
+    def poisoned(self, task, batch):
+        fn = orig(self, task, batch)
+        calls[task] += 1
+        if task == "para" and calls[task] == 4:
+            return lambda: fn() * float("nan")
+        return fn
+
+    monkeypatch.setattr(Trainer, "_loss_fn", poisoned)
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, run_id="nan")
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1\), task 'para': loss is nan.*last good checkpoint kept"):
+        train(cfg)
+    run = tmp_path / "runs" / "nan"
+    st = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert st["global_step"] == 2  # the good checkpoint before the bad step
+    assert _metrics(run)["status"] == "diverged"
+
+
+def test_epoch_rules(tmp_path, data_root):
+    common = dict(train_limit=0, eval_limit=8)
+    small = Trainer(_cfg(tmp_path, data_root, **common, tasks=("sst", "cfimdb")), tmp_path / "a")
+    assert small.steps_per_epoch == 1707 // 8 + 1  # cfimdb has fewer batches than sst
+    large = Trainer(_cfg(tmp_path, data_root, **common, tasks=("sst", "cfimdb"), epoch_rule="largest"), tmp_path / "b")
+    assert large.steps_per_epoch == 8544 // 8
+    fixed = Trainer(_cfg(tmp_path, data_root, epoch_rule="fixed", steps_per_epoch=7), tmp_path / "c")
+    assert fixed.steps_per_epoch == 7
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown TrainConfig key.*stratgy"):
+        TrainConfig.from_dict({"stratgy": "sum"})
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        TrainConfig(strategy="mgda")
+    with pytest.raises(ValueError, match="unknown task 'qqp'"):
+        TrainConfig(tasks=("qqp",))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        from minbert_core.train import resolve_device
+
+        if not torch.cuda.is_available():
+            resolve_device("cuda")
+        else:
+            raise ValueError("CUDA is not available (skipped on GPU machines)")
+
+
+def test_cli_multitask_and_train(tmp_path, data_root, capsys):
+    args = ["--checkpoint", "random:tiny", "--epochs", "1", "--train-limit", "16", "--eval-limit", "16",
+            "--runs-dir", str(tmp_path), "--data-dir", str(data_root)]
+    assert main(["multitask", "--tasks", "sst,para,sts,cfimdb", "--strategy", "sum", *args]) == 0
+    assert main(["train", "--task", "cfimdb", "--mode", "pretrain", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.count("run folder:") == 2
+    assert main(["multitask", "--strategy", "nope", *args]) == 2
+
+
+def test_packaged_minilm_finetune_beats_majority(tmp_path, data_root):
+    """A real check that learning happens: MiniLM fine-tuned on 400 SST rows, 2 epochs (~25 s)."""
+    cfg = TrainConfig(tasks=("sst",), strategy="single", epochs=2, train_limit=400, eval_limit=300,
+                      batch_size=16, lr_finetune=1e-4, max_length=64, hidden_dropout=0.1, telemetry_every=0,
+                      runs_dir=str(tmp_path), data_dir=str(data_root))
+    tr_dev = [e.label for e in __import__("minbert_core.data", fromlist=["x"]).load_split(
+        "sst", "dev", root=data_root, limit=300).examples]
+    majority = max(collections.Counter(tr_dev).values()) / len(tr_dev)
+    acc = _metrics(train(cfg))["best_dev"]["sst"]
+    assert acc > majority + 0.05, (acc, majority)
