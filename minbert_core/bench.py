@@ -1,0 +1,490 @@
+"""`minbert bench`: speed and memory, measured as ratios against a baseline run in the same process.
+
+Every timing alternates the contenders step by step after a warm-up and reports min/median/max
+over the measured steps. BENCHMARKS.md is written from these measurements only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .runs import atomic_write_text
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
+
+
+def alternate(fns: dict[str, Callable[[], None]], steps: int = 10, warmup: int = 3,
+              sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Time each callable once per round, round after round; the first `warmup` rounds are dropped."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + steps):
+        for name, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _ratio(base: list[float], ours: list[float]) -> dict[str, float]:
+    """Per-round speed ratios base/ours (>1: ours faster), summarised."""
+    return _stats([b / o for b, o in zip(base, ours)])
+
+
+# ---- 1. training step and evaluation: minBERT vs transformers.BertModel ----------------------------
+def _models(checkpoint: str, device: torch.device):
+    import transformers
+
+    from .checkpoints import resolve_checkpoint
+    from .model import BertModel
+
+    transformers.utils.logging.disable_progress_bar()
+    folder = resolve_checkpoint(checkpoint)
+    ours = BertModel.from_pretrained(folder).to(device)
+    ref = transformers.BertModel.from_pretrained(str(folder)).to(device)
+    return ours, ref
+
+
+def _batch(B: int, T: int, vocab: int, device: torch.device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, vocab, (B, T), generator=g).to(device)
+    am = torch.ones(B, T, dtype=torch.long, device=device)
+    tt = torch.zeros(B, T, dtype=torch.long, device=device)
+    y = torch.randint(0, 5, (B,), generator=g).to(device)
+    return ids, am, tt, y
+
+
+def _train_step(model, head, opt, batch, hf: bool, autocast: bool = False):
+    ids, am, tt, y = batch
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(input_ids=ids, attention_mask=am, token_type_ids=tt) if hf else model(ids, am, tt)
+            loss = F.cross_entropy(head(out.pooler_output).float(), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _eval_step(model, batch, hf: bool):
+    ids, am, tt, _ = batch
+
+    @torch.no_grad()
+    def step():
+        model(input_ids=ids, attention_mask=am, token_type_ids=tt) if hf else model(ids, am, tt)
+    return step
+
+
+def bench_model(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), steps: int = 10,
+                warmup: int = 3, device: str = "cpu") -> list[dict]:
+    """Training step (fwd + bwd + AdamW) and forward-only evaluation, ours vs transformers."""
+    dev = torch.device(device)
+    ours, ref = _models(checkpoint, dev)
+    C = ours.config.hidden_size
+    rows = []
+    for B, T in shapes:
+        batch = _batch(B, T, ours.config.vocab_size, dev)
+        heads = [torch.nn.Linear(C, 5).to(dev) for _ in range(2)]
+        opts = [torch.optim.AdamW(list(m.parameters()) + list(h.parameters()), lr=1e-5)
+                for m, h in ((ours, heads[0]), (ref, heads[1]))]
+        ours.train(), ref.train()
+        t = alternate({"ours": _train_step(ours, heads[0], opts[0], batch, False),
+                       "transformers": _train_step(ref, heads[1], opts[1], batch, True)}, steps, warmup)
+        rows.append({"what": f"training step {B}x{T}", "ours_s": _stats(t["ours"]),
+                     "transformers_s": _stats(t["transformers"]), "speed_ratio": _ratio(t["transformers"], t["ours"]),
+                     "tokens_per_s_ours": B * T / statistics.median(t["ours"])})
+        ours.eval(), ref.eval()
+        t = alternate({"ours": _eval_step(ours, batch, False), "transformers": _eval_step(ref, batch, True)},
+                      steps, warmup)
+        rows.append({"what": f"evaluation forward {B}x{T}", "ours_s": _stats(t["ours"]),
+                     "transformers_s": _stats(t["transformers"]), "speed_ratio": _ratio(t["transformers"], t["ours"]),
+                     "sentences_per_s_ours": B / statistics.median(t["ours"]),
+                     "sentences_per_s_transformers": B / statistics.median(t["transformers"])})
+    return rows
+
+
+def bench_optimizer(steps: int = 20, warmup: int = 3, checkpoint: str = "minilm-l6") -> dict:
+    """Our AdamW step vs torch.optim.AdamW (its default foreach kernel) on the encoder's parameters."""
+    from .model import BertModel
+    from .optim import AdamW
+
+    a = BertModel.from_pretrained(checkpoint)
+    b = BertModel.from_pretrained(checkpoint)
+    for m in (a, b):
+        for p in m.parameters():
+            p.grad = torch.randn_like(p) * 1e-3
+    oa, ob = AdamW(a.parameters(), lr=1e-5, weight_decay=0.01), torch.optim.AdamW(b.parameters(), lr=1e-5, weight_decay=0.01)
+    t = alternate({"ours": oa.step, "torch": ob.step}, steps, warmup)
+    return {"what": "AdamW step (MiniLM parameters)", "ours_s": _stats(t["ours"]), "torch_s": _stats(t["torch"]),
+            "speed_ratio": _ratio(t["torch"], t["ours"])}
+
+
+# ---- 2. multi-task step: sum vs pcgrad vs a naive PCGrad --------------------------------------------
+def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
+    from .multitask import MultitaskBert, load_encoder
+    from .optim import AdamW
+
+    torch.manual_seed(0)
+    model = MultitaskBert(load_encoder(checkpoint), ("sst", "para", "sts")).to(device).train()
+    opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    batches = {}
+    for i, task in enumerate(("sst", "para", "sts")):
+        ids, am, tt, y = _batch(B, T, model.encoder.config.vocab_size, device, seed=i)
+        if task != "sst":
+            tt[:, T // 2:] = 1
+        labels = y if task == "sst" else (y % 2 if task == "para" else y.float())
+        batches[task] = {"input_ids": ids, "attention_mask": am, "token_type_ids": tt, "labels": labels}
+    return model, opt, batches
+
+
+def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Callable[[], None]:
+    from .strategies import get_strategy
+    from .tasks import get_task
+
+    shared = model.shared_named_parameters()
+    strat = get_strategy(name if name != "naive-pcgrad" else "sum", seed=0)
+
+    def loss_fn(task):
+        def fn():
+            with torch.autocast(batches[task]["input_ids"].device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = model(task, batches[task])
+            return get_task(task).loss(out.float(), batches[task]["labels"])
+        return fn
+
+    def ours():
+        opt.zero_grad(set_to_none=True)
+        strat.backward({t: loss_fn(t) for t in batches}, shared)
+        opt.step()
+
+    def naive():
+        # As common public PCGrad code does it: one graph for all tasks, backward(retain_graph=True)
+        # per task, a deep copy of every parameter's gradient per task, projection over all parameters.
+        opt.zero_grad(set_to_none=True)
+        params = [p for p in model.parameters() if p.requires_grad]
+        losses = [loss_fn(t)() for t in batches]
+        grads = []
+        for loss in losses:
+            opt.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=True)
+            grads.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().clone()
+                                    for p in params]))
+        projected = [g.clone() for g in grads]
+        order = torch.randperm(len(grads)).tolist()
+        for gi in projected:
+            for j in order:
+                dot = gi @ grads[j]
+                if dot < 0:
+                    gi -= dot / (grads[j] @ grads[j]) * grads[j]
+        total = torch.stack(projected).sum(0)
+        off = 0
+        for p in params:
+            p.grad = total[off:off + p.numel()].view_as(p).clone()
+            off += p.numel()
+        opt.step()
+
+    return naive if name == "naive-pcgrad" else ours
+
+
+def _peak_memory_child(strategy: str, checkpoint: str, B: int, T: int, steps: int, device: str) -> dict:
+    """Run in a fresh process: peak memory of `steps` steps of one strategy."""
+    dev = torch.device(device)
+    model, opt, batches = _multitask_setup(checkpoint, B, T, dev)
+    step = _strategy_step(strategy, model, opt, batches)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+    else:
+        before = _rss_mb() * 2**20
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        return {"peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20, "before_mb": before / 2**20}
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": before / 2**20}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10, warmup: int = 2,
+                    device: str = "cpu") -> dict:
+    """Step time (alternating, same process) and peak memory (fresh process each) per strategy."""
+    dev = torch.device(device)
+    out: dict = {"shape": f"3 tasks x {B}x{T}", "time_s": {}, "memory_mb": {}}
+    fns = {}
+    for name in ("sum", "pcgrad", "naive-pcgrad"):
+        model, opt, batches = _multitask_setup(checkpoint, B, T, dev)
+        fns[name] = _strategy_step(name, model, opt, batches)
+    t = alternate(fns, steps, warmup, sync=(lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None))
+    out["time_s"] = {k: _stats(v) for k, v in t.items()}
+    out["time_ratio_pcgrad_vs_sum"] = _stats([p / s for p, s in zip(t["pcgrad"], t["sum"])])
+    out["time_ratio_naive_vs_sum"] = _stats([p / s for p, s in zip(t["naive-pcgrad"], t["sum"])])
+    del fns
+    for name in ("sum", "pcgrad", "naive-pcgrad"):
+        cmd = [sys.executable, "-m", "minbert_core.bench", "--memory-child", name, checkpoint, str(B), str(T), "3", device]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if res.returncode:
+            raise RuntimeError(f"memory measurement for {name} failed:\n{res.stderr[-2000:]}")
+        out["memory_mb"][name] = json.loads(res.stdout.strip().splitlines()[-1])
+    m = out["memory_mb"]
+    out["memory_ratio_pcgrad_vs_sum"] = m["pcgrad"]["peak_mb"] / m["sum"]["peak_mb"]
+    out["memory_ratio_naive_vs_sum"] = m["naive-pcgrad"]["peak_mb"] / m["sum"]["peak_mb"]
+    return out
+
+
+# ---- 3. length bucketing ---------------------------------------------------------------------------
+def bench_bucketing(checkpoint: str = "minilm-l6", batch_size: int = 32, sample_batches: int = 12,
+                    warmup: int = 2) -> dict:
+    """Padded-token share over SST train, and training time per epoch (from a sample of batches)."""
+    from .batching import BucketBatchSampler, TokenizedSplit, padding_share, random_batches
+    from .data import load_split
+    from .model import BertModel
+    from .tokenizer import load_tokenizer
+
+    ts = TokenizedSplit.build(load_split("sst", "train"), load_tokenizer(checkpoint))
+    L = ts.lengths
+    orders = {"bucketed": BucketBatchSampler(L, batch_size, seed=0).batches(),
+              "random": random_batches(len(L), batch_size, seed=0)}
+    model = BertModel.from_pretrained(checkpoint).train()
+    head = torch.nn.Linear(model.config.hidden_size, 5)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+    g = torch.Generator().manual_seed(0)
+    pick = {k: torch.randperm(len(v), generator=g)[: warmup + sample_batches].tolist() for k, v in orders.items()}
+    it = {k: iter(pick[k]) for k in orders}
+
+    def step(kind):
+        def fn():
+            b = ts.batch(orders[kind][next(it[kind])])
+            batch = (b["input_ids"], b["attention_mask"], b["token_type_ids"], b["labels"])
+            _train_step(model, head, opt, batch, False)()
+        return fn
+    t = alternate({k: step(k) for k in orders}, sample_batches, warmup)
+    out = {"examples": len(L), "batch_size": batch_size, "sampled_batches": sample_batches}
+    for k, batches in orders.items():
+        out[k] = {"padded_share": padding_share(L, batches), "batches": len(batches),
+                  "step_s": _stats(t[k]), "epoch_s_estimate": statistics.median(t[k]) * len(batches)}
+    out["epoch_speedup"] = out["random"]["epoch_s_estimate"] / out["bucketed"]["epoch_s_estimate"]
+    return out
+
+
+# ---- 4. utilisation --------------------------------------------------------------------------------
+def matmul_peak(n: int = 2048, reps: int = 10, dtype=torch.float32, device: str = "cpu") -> dict:
+    """Measured matrix-multiply rate, GFLOP/s (the machine's practical peak for that dtype)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+    t = alternate({"mm": lambda: a @ b}, reps, 2, sync)["mm"]
+    return {"n": n, "gflops": _stats([2 * n**3 / x / 1e9 for x in t])}
+
+
+def training_flops(cfg, B: int, T: int) -> float:
+    """~6 x non-embedding parameters x tokens, plus attention's QK^T and PV (x3 for fwd + bwd)."""
+    H, L, I = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
+    non_embed = L * (4 * H * H + 2 * H * I) + H * H  # layers' matrices + pooler
+    return 6 * non_embed * B * T + 12 * L * B * T * T * H
+
+
+def bench_utilisation(model_rows: list[dict], checkpoint: str = "minilm-l6") -> dict:
+    """Our training step's FLOP rate as a share of this machine's measured fp32 matmul rate."""
+    from .checkpoints import resolve_checkpoint
+    from .config import BertConfig
+
+    cfg = BertConfig.from_json_file(resolve_checkpoint(checkpoint) / "config.json")
+    peak = matmul_peak()
+    out = {"matmul_fp32": peak, "steps": []}
+    for r in model_rows:
+        if r["what"].startswith("training step"):
+            B, T = map(int, r["what"].split()[-1].split("x"))
+            fl = training_flops(cfg, B, T)
+            ach = fl / r["ours_s"]["median"] / 1e9
+            out["steps"].append({"what": r["what"], "gflop_per_step": fl / 1e9, "achieved_gflops": ach,
+                                 "fraction_of_peak": ach / peak["gflops"]["median"]})
+    return out
+
+
+def bench_gpu(steps: int = 10, warmup: int = 3) -> dict | None:
+    """bert-base shape, bf16 autocast, on CUDA: tokens/s and share of the card's measured bf16 peak."""
+    if not torch.cuda.is_available():
+        return None
+    from .config import BertConfig
+    from .model import BertModel
+
+    dev = torch.device("cuda")
+    cfg = BertConfig()
+    model = BertModel(cfg).to(dev).train()
+    head = torch.nn.Linear(cfg.hidden_size, 5).to(dev)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5, fused=True)
+    B, T = 32, 128
+    batch = _batch(B, T, cfg.vocab_size, dev)
+    t = alternate({"step": _train_step(model, head, opt, batch, False, autocast=True)}, steps, warmup,
+                  lambda: torch.cuda.synchronize())["step"]
+    peak = matmul_peak(8192, 10, torch.bfloat16, "cuda")
+    med = statistics.median(t)
+    ach = training_flops(cfg, B, T) / med / 1e9
+    return {"device": torch.cuda.get_device_name(dev), "shape": f"bert-base, {B}x{T}, bf16 autocast",
+            "step_s": _stats(t), "tokens_per_s": B * T / med, "achieved_gflops": ach,
+            "matmul_bf16": peak, "fraction_of_peak": ach / peak["gflops"]["median"]}
+
+
+# ---- 5. where time goes ----------------------------------------------------------------------------
+def bench_profile(checkpoint: str = "minilm-l6", B: int = 32, T: int = 128, top: int = 12) -> list[dict]:
+    """torch.profiler over one training step of ours: the top operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from .model import BertModel
+
+    model = BertModel.from_pretrained(checkpoint).train()
+    head = torch.nn.Linear(model.config.hidden_size, 5)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+    step = _train_step(model, head, opt, _batch(B, T, model.config.vocab_size, torch.device("cpu")), False)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ev = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ev)
+    return [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
+             "share": e.self_cpu_time_total / total} for e in ev[:top]]
+
+
+# ---- the report ------------------------------------------------------------------------------------
+def _machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import transformers
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "platform": platform.platform(),
+            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
+
+
+def _mmm(s: dict, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+    return " / ".join(fmt.format(s[k] * scale) for k in ("min", "median", "max"))
+
+
+def render(res: dict) -> str:
+    """BENCHMARKS.md from a results dict (nothing typed by hand)."""
+    m = res["machine"]
+    L = ["# Benchmarks", "", f"Generated by `minbert bench` on {m['date_utc']} UTC. Do not edit: rerun it.", "",
+         f"- machine: {m['cpu']}, {m['cores']} cores (torch threads {m['torch_threads']}), {m['platform']}",
+         f"- versions: python {m['python']}, torch {m['torch']}, transformers {m['transformers']}",
+         f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
+         "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
+         "the measured steps; a ratio is computed per round and then summarised", ""]
+    L += ["## 1. minBERT vs transformers.BertModel (same weights, same batches)", "",
+          "Training step = forward + backward + `torch.optim.AdamW` step with a linear head; both models in "
+          "their default attention (SDPA).", "",
+          "| what | ours, s (min / median / max) | transformers, s | speed ratio (transformers time / ours) | target |",
+          "|---|---|---|---|---|"]
+    for r in res["model"]:
+        target = "≥ 1.0" if r["what"].startswith("training") else ""
+        ok = (" ✅" if r["speed_ratio"]["median"] >= 1.0 else " ❌") if target else ""
+        L.append(f"| {r['what']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
+                 f"{_mmm(r['speed_ratio'], fmt='{:.2f}')}{ok} | {target} |")
+    ev = [r for r in res["model"] if "sentences_per_s_ours" in r]
+    L += ["", "Evaluation throughput (forward only, median): " + "; ".join(
+        f"{r['what'].split()[-1]}: ours {r['sentences_per_s_ours']:.0f} sentences/s, transformers "
+        f"{r['sentences_per_s_transformers']:.0f}" for r in ev)]
+    o = res["optimizer"]
+    L += ["", f"Our AdamW (a plain per-parameter loop) vs `torch.optim.AdamW` on MiniLM's parameters: ours "
+          f"{_mmm(o['ours_s'], 1e3, '{:.1f}')} ms, torch {_mmm(o['torch_s'], 1e3, '{:.1f}')} ms per step "
+          f"(speed ratio {o['speed_ratio']['median']:.2f}).", ""]
+    mt = res["multitask"]
+    L += [f"## 2. Multi-task step ({mt['shape']}): PCGrad vs summed loss", "",
+          "| strategy | step time, s (min / median / max) | peak memory, MB | memory before the steps, MB |",
+          "|---|---|---|---|"]
+    for k in ("sum", "pcgrad", "naive-pcgrad"):
+        L.append(f"| {k} | {_mmm(mt['time_s'][k])} | {mt['memory_mb'][k]['peak_mb']:.0f} | "
+                 f"{mt['memory_mb'][k]['before_mb']:.0f} |")
+    tr, mr = mt["time_ratio_pcgrad_vs_sum"], mt["memory_ratio_pcgrad_vs_sum"]
+    L += ["", f"- PCGrad / sum, time: {_mmm(tr, fmt='{:.3f}')} (target ≤ 1.15{' ✅' if tr['median'] <= 1.15 else ' ❌'})",
+          f"- PCGrad / sum, peak memory: {mr:.3f} (target ≤ 1.3{' ✅' if mr <= 1.3 else ' ❌'})",
+          f"- naive PCGrad / sum (one graph, `retain_graph=True`, deep copies of all gradients): time "
+          f"{mt['time_ratio_naive_vs_sum']['median']:.3f}, peak memory {mt['memory_ratio_naive_vs_sum']:.3f}",
+          "- peak memory on the CPU is the process's peak resident set size (a fresh process per strategy, 3 "
+          "steps), so it includes the Python runtime, the model and the optimizer state, as "
+          "`torch.cuda.max_memory_allocated` includes weights on a GPU.", ""]
+    bk = res["bucketing"]
+    L += [f"## 3. Length bucketing (SST train, {bk['examples']} sentences, batch {bk['batch_size']})", "",
+          "| batching | padded-token share | batches | train step, s (min / median / max) | epoch, s (estimate) |",
+          "|---|---|---|---|---|"]
+    for k in ("bucketed", "random"):
+        b = bk[k]
+        L.append(f"| {k} | {b['padded_share']:.1%} | {b['batches']} | {_mmm(b['step_s'])} | {b['epoch_s_estimate']:.0f} |")
+    L += ["", f"Epoch time is the median step time over {bk['sampled_batches']} batches drawn at random from "
+          f"that epoch's batches, times the number of batches: bucketing is {bk['epoch_speedup']:.2f}x faster per epoch.", ""]
+    u = res["utilisation"]
+    L += ["## 4. Utilisation", "", f"This machine's fp32 matrix multiply ({u['matmul_fp32']['n']}²): "
+          f"{_mmm(u['matmul_fp32']['gflops'], fmt='{:.1f}')} GFLOP/s.", "",
+          "| step | GFLOP per step (6·N·tokens + attention) | achieved GFLOP/s (median) | share of measured peak |",
+          "|---|---|---|---|"]
+    for s in u["steps"]:
+        L.append(f"| {s['what']} | {s['gflop_per_step']:.1f} | {s['achieved_gflops']:.1f} | {s['fraction_of_peak']:.1%} |")
+    g = res.get("gpu")
+    L += [""]
+    if g:
+        L += [f"GPU ({g['device']}, {g['shape']}): step {_mmm(g['step_s'], 1e3, '{:.1f}')} ms, "
+              f"{g['tokens_per_s']:.0f} tokens/s, {g['achieved_gflops']:.0f} GFLOP/s = {g['fraction_of_peak']:.1%} of "
+              f"the card's measured bf16 matmul rate ({g['matmul_bf16']['gflops']['median']:.0f} GFLOP/s)."]
+    else:
+        L += [f"GPU: {res.get('gpu_note', 'skipped')}"]
+    L += ["", "## 5. Where the time goes (one training step of ours, 32x128, torch.profiler)", "",
+          "| operator | calls | self CPU, ms | share |", "|---|---|---|---|"]
+    for p in res["profile"]:
+        L.append(f"| `{p['op']}` | {p['calls']} | {p['self_ms']:.1f} | {p['share']:.1%} |")
+    return "\n".join(L) + "\n"
+
+
+def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
+    """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
+    res: dict = {"machine": _machine(), "checkpoint": checkpoint}
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    say("1/6 training step and evaluation, ours vs transformers ...")
+    res["model"] = bench_model(checkpoint, steps=steps)
+    say("2/6 optimizer ...")
+    res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
+    say("3/6 multi-task step: sum, pcgrad, naive pcgrad (time, then memory in fresh processes) ...")
+    res["multitask"] = bench_multitask(checkpoint, steps=steps)
+    say("4/6 length bucketing on SST train ...")
+    res["bucketing"] = bench_bucketing(checkpoint)
+    say("5/6 utilisation (matmul peak; GPU part if present) ...")
+    res["utilisation"] = bench_utilisation(res["model"], checkpoint)
+    res["gpu"] = bench_gpu()
+    if res["gpu"] is None:
+        res["gpu_note"] = "skipped: no CUDA device on this machine (run `minbert bench` where one is present)."
+        say("    no CUDA device: GPU part skipped")
+    say("6/6 profile of one training step ...")
+    res["profile"] = bench_profile(checkpoint)
+    out = Path(out)
+    atomic_write_text(out, render(res))
+    atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))
+    say(f"wrote {out} and {out.with_suffix('.json')}")
+    return res
+
+
+if __name__ == "__main__":  # the memory child: python -m minbert_core.bench --memory-child NAME CKPT B T STEPS DEV
+    if len(sys.argv) == 8 and sys.argv[1] == "--memory-child":
+        _, _, name, ckpt, B, T, steps, dev = sys.argv
+        print(json.dumps(_peak_memory_child(name, ckpt, int(B), int(T), int(steps), dev)))
+    else:
+        sys.exit("usage: minbert bench (this module's own arguments are for its memory measurement)")

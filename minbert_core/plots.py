@@ -1,0 +1,106 @@
+"""Every figure of the study; each function returns a matplotlib Figure and draws nothing else."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+TASK_LABEL = {"sst": "SST-5\n(accuracy)", "para": "Quora\n(accuracy)", "sts": "STS-B\n(Pearson r)",
+              "cfimdb": "CFIMDB\n(accuracy)", "overall": "overall\nscore"}
+
+
+def style() -> None:
+    """The study's seaborn look."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def learning_curves(history: pd.DataFrame, smooth: int = 5) -> plt.Figure:
+    """Training loss per task over steps, one panel per task, a line per run (`run` column)."""
+    style()
+    tr = history[history["kind"] == "train"]
+    loss_cols = [c for c in tr.columns if c.startswith("loss_")]
+    long = tr.melt(id_vars=["run", "step"], value_vars=loss_cols, var_name="task", value_name="loss").dropna()
+    long["task"] = long["task"].str.removeprefix("loss_")
+    long["loss"] = long.groupby(["run", "task"])["loss"].transform(
+        lambda s: s.rolling(smooth, min_periods=1).mean())
+    tasks = list(dict.fromkeys(long["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sns.lineplot(data=long[long["task"] == task], x="step", y="loss", hue="run", ax=ax)
+        ax.set(title=TASK_LABEL.get(task, task), xlabel="training step", ylabel=f"training loss ({smooth}-step mean)")
+        ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
+    return fig
+
+
+def dev_metrics(scores: pd.DataFrame, paper: pd.DataFrame | None = None) -> plt.Figure:
+    """Dev metric per task for each model (bars: ours; black markers: the paper's)."""
+    style()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.barplot(data=scores, x="metric", y="value", hue="model", ax=ax)
+    if paper is not None and len(paper):
+        models = list(dict.fromkeys(scores["model"]))
+        metrics = list(dict.fromkeys(scores["metric"]))
+        width = 0.8 / len(models)
+        for _, r in paper.iterrows():
+            if r["model"] in models and r["metric"] in metrics:
+                x = metrics.index(r["metric"]) - 0.4 + width * (models.index(r["model"]) + 0.5)
+                ax.plot(x, r["value"], marker="_", color="black", markersize=14, mew=2.5)
+        ax.plot([], [], marker="_", color="black", ls="", markersize=14, mew=2.5, label="paper (bert-base)")
+    ax.set(xlabel="", ylabel="dev score (accuracy or Pearson r)", ylim=(min(0, scores["value"].min()), 1))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def hyperparameter_effects(t1: pd.DataFrame) -> plt.Figure:
+    """Table 1 as a picture: dev accuracy per setting, a panel per {mode}-{task}, seeds as points."""
+    style()
+    cols = list(dict.fromkeys(t1["column"]))
+    rows = list(dict.fromkeys(t1["row"]))
+    pos = {r: i for i, r in enumerate(rows)}
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols) + 2.5, 0.45 * len(rows) + 1.5), squeeze=False,
+                             sharey=True)
+    for ax, col in zip(axes[0], cols):
+        d = t1[t1["column"] == col]
+        y = d["row"].map(pos)
+        ax.barh(y, d["ours"], color=sns.color_palette()[0], label="ours")
+        ax.scatter(d["paper"], y, color="black", marker="|", s=150, zorder=3, label="paper (bert-base)")
+        ax.set(title=col, xlabel="dev accuracy", xlim=(0, 1))
+    axes[0][0].set_yticks(range(len(rows)), rows)
+    axes[0][0].invert_yaxis()
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def conflict_summary(tele: pd.DataFrame, smooth: int = 5) -> plt.Figure:
+    """Cosine similarity of task gradients (shared parameters, overall) over training, per task pair."""
+    style()
+    d = tele[tele["group"] == "overall"].copy()
+    d["pair"] = d["task_a"] + " / " + d["task_b"]
+    d["cosine"] = d.groupby(["run", "pair"])["cosine"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    pairs = list(dict.fromkeys(d["pair"]))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False, sharey=True)
+    for ax, pair in zip(axes[0], pairs):
+        sns.lineplot(data=d[d["pair"] == pair], x="step", y="cosine", hue="run", ax=ax)
+        ax.axhline(0, color="grey", lw=1, ls="--")
+        ax.set(title=pair, xlabel="training step", ylabel=f"gradient cosine ({smooth}-step mean)")
+        ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, folder, name: str) -> list[str]:
+    """Write a figure as PNG and PDF; returns the paths."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = folder / f"{name}.{ext}"
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+        out.append(str(p))
+    return out
+

@@ -1,0 +1,78 @@
+"""The gradient-conflict explorer: figures from telemetry, widget callbacks driven headless."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minbert_core import explorer
+from minbert_core.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, data_root):
+    root = tmp_path_factory.mktemp("conflict")
+    common = dict(checkpoint="random:tiny", epochs=2, train_limit=32, eval_limit=16, max_length=32,
+                  telemetry_every=1, runs_dir=str(root), data_dir=str(data_root), lr_finetune=1e-3)
+    return str(train(TrainConfig(strategy="sum", run_id="sum", **common))), \
+        str(train(TrainConfig(strategy="pcgrad", run_id="pcgrad", **common)))
+
+
+def test_plane_vectors_reproduce_cosine_and_projection():
+    v = explorer.plane_vectors(2.0, 3.0, -0.4)
+    ga, gb = v["g_a"], v["g_b"]
+    assert np.linalg.norm(ga) == pytest.approx(2) and np.linalg.norm(gb) == pytest.approx(3)
+    assert ga @ gb / 6 == pytest.approx(-0.4)
+    assert v["g_a_proj"] @ gb == pytest.approx(0, abs=1e-9) and v["g_b_proj"] @ ga == pytest.approx(0, abs=1e-9)
+    same = explorer.plane_vectors(1.0, 1.0, 0.5)
+    assert np.allclose(same["sum_proj"], same["sum"])  # no conflict, no projection
+
+
+def test_figure_data_equals_telemetry(two_runs):
+    a, b = two_runs
+    runs = {"sum": explorer.telemetry(a), "pcgrad": explorer.telemetry(b)}
+    fig, data = explorer.figure(runs, "sst / sts", "layer_1")
+    for name, tele in runs.items():
+        exp = tele[(tele.task_a == "sst") & (tele.task_b == "sts") & (tele.group == "layer_1")].sort_values("step")
+        assert data["curves"][name]["cosine"].tolist() == exp["cosine"].tolist()
+    assert list(data["heatmap"].index) == ["overall", "embeddings", "layer_0", "layer_1", "pooler"]
+    assert len(fig.axes) >= 5
+
+
+def test_widget_callbacks_headless(two_runs):
+    a, b = two_runs
+    ex = explorer.Explorer([a, b])
+    tele = explorer.telemetry(a)
+    for pair in ex.pair.options:
+        ex.pair.value = pair
+        for group in ("embeddings", "layer_0", "overall"):
+            ex.group.value = group
+            got = ex.last["curves"]["sum"]["cosine"].tolist()
+            assert got == explorer.select(tele, pair, group)["cosine"].tolist()
+    ex.steps.value = (3, 6)
+    assert ex.last["curves"]["sum"]["step"].between(3, 6).all()
+    ex.step.value = 4
+    assert ex.last["plane_step"] == 4
+    row = explorer.select(tele, ex.pair.value, ex.group.value)
+    cos = float(row[row.step == 4]["cosine"].iloc[0])
+    ga, gb = ex.last["plane"]["g_a"], ex.last["plane"]["g_b"]
+    assert ga @ gb / (np.linalg.norm(ga) * np.linalg.norm(gb)) == pytest.approx(cos, abs=1e-9)
+    ex.run_b.value = "(none)"
+    assert set(ex.last["curves"]) == {"sum"}
+    ex.run_a.value = "pcgrad"
+    assert set(ex.last["curves"]) == {"pcgrad"}
+    assert not ex.errors, ex.errors
+    # the summed loss only measures conflicts; PCGrad's projections show up in its own run
+    assert not tele[["projected_a", "projected_b"]].astype(bool).any().any()
+    pc = explorer.telemetry(b)
+    assert pc[["projected_a", "projected_b"]].astype(bool).any().any()
+
+
+def test_static_figures_saved(two_runs, tmp_path):
+    a, b = two_runs
+    paths = explorer.save_static(a, b, [tmp_path / "x", tmp_path / "y"])
+    assert len(paths) == 3 * 2 * 2  # 3 pairs, PNG + PDF, two folders
+    assert all(p.stat().st_size > 5_000 for p in map(Path, paths))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        explorer.telemetry(tmp_path)  # not a run folder
