@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -159,7 +158,8 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Ca
     from .tasks import get_task
 
     shared = model.shared_named_parameters()
-    strat = get_strategy(name if name != "naive-pcgrad" else "sum", seed=0)
+    strat = get_strategy(name if name in ("sum", "pcgrad") else "sum", seed=0)
+    record = name == "sum+telemetry"  # the summed loss, measuring conflicts on every step
 
     def loss_fn(task):
         def fn():
@@ -170,7 +170,7 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Ca
 
     def ours():
         opt.zero_grad(set_to_none=True)
-        strat.backward({t: loss_fn(t) for t in batches}, shared)
+        strat.backward({t: loss_fn(t) for t in batches}, shared, record=record)
         opt.step()
 
     def naive():
@@ -209,19 +209,27 @@ def _peak_memory_child(strategy: str, checkpoint: str, B: int, T: int, steps: in
     step = _strategy_step(strategy, model, opt, batches)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev)
+        before = torch.cuda.memory_allocated(dev) / 2**20
     else:
-        before = _rss_mb() * 2**20
+        # ru_maxrss would carry the parent's peak across fork/exec; VmHWM is this process's own,
+        # and writing 5 to clear_refs resets it to the current size, so the peak is the steps'.
+        before = _status_mb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
     for _ in range(steps):
         step()
     if dev.type == "cuda":
-        return {"peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20, "before_mb": before / 2**20}
-    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": before / 2**20}
+        return {"peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20, "before_mb": before}
+    return {"peak_mb": _status_mb("VmHWM"), "before_mb": before}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(key: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10, warmup: int = 2,
@@ -230,13 +238,14 @@ def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, ste
     dev = torch.device(device)
     out: dict = {"shape": f"3 tasks x {B}x{T}", "time_s": {}, "memory_mb": {}}
     fns = {}
-    for name in ("sum", "pcgrad", "naive-pcgrad"):
+    for name in ("sum", "pcgrad", "naive-pcgrad", "sum+telemetry"):
         model, opt, batches = _multitask_setup(checkpoint, B, T, dev)
         fns[name] = _strategy_step(name, model, opt, batches)
     t = alternate(fns, steps, warmup, sync=(lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None))
     out["time_s"] = {k: _stats(v) for k, v in t.items()}
     out["time_ratio_pcgrad_vs_sum"] = _stats([p / s for p, s in zip(t["pcgrad"], t["sum"])])
     out["time_ratio_naive_vs_sum"] = _stats([p / s for p, s in zip(t["naive-pcgrad"], t["sum"])])
+    out["time_ratio_telemetry_vs_sum"] = _stats([p / s for p, s in zip(t["sum+telemetry"], t["sum"])])
     del fns
     for name in ("sum", "pcgrad", "naive-pcgrad"):
         cmd = [sys.executable, "-m", "minbert_core.bench", "--memory-child", name, checkpoint, str(B), str(T), "3", device]
@@ -400,7 +409,7 @@ def render(res: dict) -> str:
         target = "≥ 1.0" if r["what"].startswith("training") else ""
         ok = (" ✅" if r["speed_ratio"]["median"] >= 1.0 else " ❌") if target else ""
         L.append(f"| {r['what']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
-                 f"{_mmm(r['speed_ratio'], fmt='{:.2f}')}{ok} | {target} |")
+                 f"{_mmm(r['speed_ratio'], fmt='{:.3f}')}{ok} | {target} |")
     ev = [r for r in res["model"] if "sentences_per_s_ours" in r]
     L += ["", "Evaluation throughput (forward only, median): " + "; ".join(
         f"{r['what'].split()[-1]}: ours {r['sentences_per_s_ours']:.0f} sentences/s, transformers "
@@ -413,17 +422,22 @@ def render(res: dict) -> str:
     L += [f"## 2. Multi-task step ({mt['shape']}): PCGrad vs summed loss", "",
           "| strategy | step time, s (min / median / max) | peak memory, MB | memory before the steps, MB |",
           "|---|---|---|---|"]
-    for k in ("sum", "pcgrad", "naive-pcgrad"):
-        L.append(f"| {k} | {_mmm(mt['time_s'][k])} | {mt['memory_mb'][k]['peak_mb']:.0f} | "
-                 f"{mt['memory_mb'][k]['before_mb']:.0f} |")
+    for k in ("sum", "pcgrad", "naive-pcgrad", "sum+telemetry"):
+        mem = mt["memory_mb"].get(k)
+        L.append(f"| {k} | {_mmm(mt['time_s'][k])} | {mem['peak_mb']:.0f} | {mem['before_mb']:.0f} |" if mem else
+                 f"| {k} | {_mmm(mt['time_s'][k])} | (as pcgrad) | |")
     tr, mr = mt["time_ratio_pcgrad_vs_sum"], mt["memory_ratio_pcgrad_vs_sum"]
     L += ["", f"- PCGrad / sum, time: {_mmm(tr, fmt='{:.3f}')} (target ≤ 1.15{' ✅' if tr['median'] <= 1.15 else ' ❌'})",
           f"- PCGrad / sum, peak memory: {mr:.3f} (target ≤ 1.3{' ✅' if mr <= 1.3 else ' ❌'})",
           f"- naive PCGrad / sum (one graph, `retain_graph=True`, deep copies of all gradients): time "
           f"{mt['time_ratio_naive_vs_sum']['median']:.3f}, peak memory {mt['memory_ratio_naive_vs_sum']:.3f}",
-          "- peak memory on the CPU is the process's peak resident set size (a fresh process per strategy, 3 "
-          "steps), so it includes the Python runtime, the model and the optimizer state, as "
-          "`torch.cuda.max_memory_allocated` includes weights on a GPU.", ""]
+          f"- telemetry cost: a summed-loss step that also records the gradient conflicts takes "
+          f"{mt['time_ratio_telemetry_vs_sum']['median']:.3f}x a plain one (it keeps per-task gradient copies "
+          "like PCGrad, so its memory is PCGrad's); with `telemetry_every=N` that cost is paid on one step in N.",
+          "- peak memory on the CPU is the peak resident set size (VmHWM) of a fresh process per strategy over "
+          "3 steps, reset just before them; it includes the Python runtime, the model and the optimizer "
+          "state, as `torch.cuda.max_memory_allocated` includes the weights on a GPU. 'before' is the "
+          "resident size when the steps start.", ""]
     bk = res["bucketing"]
     L += [f"## 3. Length bucketing (SST train, {bk['examples']} sentences, batch {bk['batch_size']})", "",
           "| batching | padded-token share | batches | train step, s (min / median / max) | epoch, s (estimate) |",
@@ -457,6 +471,12 @@ def render(res: dict) -> str:
 
 def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
     """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
+    from .data import file_path
+
+    sst = file_path("sst", "train")
+    if not sst.is_file():  # needed by the bucketing part; fail before minutes of measuring, not after
+        raise FileNotFoundError(f"{sst}: the bucketing benchmark reads SST train; set MINBERT_DATA or run "
+                                "`minbert data fetch`")
     res: dict = {"machine": _machine(), "checkpoint": checkpoint}
     say = lambda s: print(s, flush=True)  # noqa: E731
     say("1/6 training step and evaluation, ours vs transformers ...")

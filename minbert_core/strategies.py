@@ -191,6 +191,8 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
     rows = []
     for group, gram in [("overall", overall)] + list(groups.items()):
         gram = gram.double().cpu()
+        if not bool(gram.diagonal().any()):
+            continue  # parameters no task reached (e.g. the pooler under a bi-LSTM): nothing to compare
         for i in range(len(tasks)):
             for j in range(i + 1, len(tasks)):
                 ni, nj = math.sqrt(gram[i, i]), math.sqrt(gram[j, j])

@@ -47,6 +47,8 @@ def test_plan_expansion(tmp_path):
     assert r.params["lr_pretrain"] == 1e-5 and r.params["checkpoint"] == "minilm-l6"
     assert r.params["run_id"] == r.name and r.params["runs_dir"] == str(tmp_path)
     assert runs["t1-batch-64-sst"].params["batch_size"] == 64  # the grid beats the profile's 16
+    structure = [(runs[n].params["lstm"], runs[n].params["task_layers"]) for n in ("t3-pcgrad", "t3-lstm", "t3-lstm-task")]
+    assert structure == [(False, 0), (True, 0), (True, 1)]  # explicit, not the notebook's defaults
     assert runs["conflict"].params["run_b"] == str(tmp_path / "t2-pcgrad") and runs["conflict"].needs
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         expand(load_plan(), "fast", tmp_path)
