@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .runs import atomic_write_text
+from .atomic import atomic_write_text
 
 
 def _stats(xs: list[float]) -> dict[str, float]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from .atomic import atomic_write_bytes
 
 log = logging.getLogger("minbert.fetch")
 
@@ -108,22 +108,8 @@ def fetch(dest: str | Path, base_url: str | None = None, src_dir: str | Path | N
                           "The download is corrupted or truncated; the existing file was left untouched.")
             status[name] = "refused"
             continue
-        _atomic_write(dest / name, content)
+        atomic_write_bytes(dest / name, content, fsync=True)
         status[name] = f"ok ({match.note})" if match.note else "ok"
     if errors:
         raise FetchError("data fetch failed for some files:\n  " + "\n  ".join(errors))
     return status
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    """Write beside the target, fsync, then rename: a partial file never has the final name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -27,7 +27,8 @@ def learning_curves(history: pd.DataFrame, smooth: int = 5) -> plt.Figure:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sns.lineplot(data=long[long["task"] == task], x="step", y="loss", hue="run", ax=ax)
-        ax.set(title=TASK_LABEL.get(task, task), xlabel="training step", ylabel=f"training loss ({smooth}-step mean)")
+        ax.set(title=TASK_LABEL.get(task, task).split("\n")[0], xlabel="training step",
+               ylabel=f"training loss ({smooth}-step mean)")
         ax.legend(fontsize=7, title=None)
     fig.tight_layout()
     return fig

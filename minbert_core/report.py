@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .runs import atomic_write_text
+from .atomic import atomic_write_text
 
 TASK_NAME = {"sst": "SST", "cfimdb": "CFIMDB"}
 

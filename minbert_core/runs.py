@@ -4,34 +4,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename over it: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """atomic_write_bytes for text (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+from .atomic import atomic_write_bytes, atomic_write_text
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -100,3 +81,4 @@ def new_run_id(label: str) -> str:
     """A sortable, unique-enough run folder name: <UTC time>-<label>."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{label}"
+

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from .runs import atomic_write_text, write_json
+from .atomic import atomic_write_text
+from .runs import write_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "minbert"

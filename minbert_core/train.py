@@ -23,7 +23,8 @@ from .config import override
 from .data import DATASETS, Split, data_dir, load_split
 from .multitask import MultitaskBert, load_encoder, tokenizer_name
 from .optim import AdamW
-from .runs import atomic_torch_save, atomic_write_text, environment, new_run_id, write_csv, write_json
+from .atomic import atomic_write_text
+from .runs import atomic_torch_save, environment, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
 from .tasks import TASKS, get_task, overall_score
 from .tokenizer import load_tokenizer

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from minbert_core.atomic import _umask
 from minbert_core.cli import main
 from minbert_core.fetch import FetchError, fetch, git_blob_id, manifest
 
@@ -45,6 +46,7 @@ def test_good_fetch_over_http(server, tmp_path):
     assert all(s.startswith("ok") for s in status.values())
     for name in SMALL:
         assert git_blob_id((dest / name).read_bytes()) == manifest()[name][0].git_blob
+        assert (dest / name).stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
     assert not list(dest.glob(".*part"))
 
 
