@@ -345,6 +345,7 @@ class Trainer:
             epoch, step0, gstep = self._restore(torch.load(last, map_location=self.device, weights_only=False))
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
+        dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
             for epoch in range(epoch, cfg.epochs):
                 self.model.train()
@@ -399,7 +400,7 @@ class Trainer:
             self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
             raise
         self.elapsed = time.perf_counter() - t_start
-        return self._finish(dev, gstep)
+        return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
         self.model.load_state_dict(torch.load(self.run_dir / "checkpoints" / "best.pt", map_location=self.device))

@@ -115,6 +115,15 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root):
     assert losses("cut") == losses("full")
 
 
+def test_resume_after_the_last_epoch_but_before_the_records(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root, epochs=1, run_id="late")
+    run = train(cfg)
+    first = _metrics(run)
+    (run / "metrics.json").unlink()  # killed after the final checkpoint, before metrics were written
+    again = _metrics(train(cfg, resume=True))
+    assert again["best_dev"] == first["best_dev"] and again["final_dev"] == first["final_dev"]
+
+
 def test_resume_refuses_a_changed_config(tmp_path, data_root):
     cfg = _cfg(tmp_path, data_root, epochs=1, run_id="r")
     train(cfg)
