@@ -230,7 +230,7 @@ class Trainer:
     def _encode_all(self, task: str, split: str) -> torch.Tensor:
         """Head inputs for every example of a split, in example order (for the feature cache)."""
         ts = self.data[task][split]
-        was = self.model.training
+        was = self.model.encoder.training
         self.model.encoder.eval()
         out = None
         for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
@@ -239,7 +239,7 @@ class Trainer:
             if out is None:
                 out = torch.empty(len(ts), f.shape[1], device=self.device)
             out[torch.tensor(idx, device=self.device)] = f
-        self.model.train(was)
+        self.model.encoder.train(was)  # only the encoder was switched; the heads keep their mode
         return out
 
     def _loss_fn(self, task: str, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
