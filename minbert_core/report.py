@@ -51,8 +51,10 @@ def load_study(study_dir: str | Path) -> tuple[dict, dict[str, RunRecord]]:
     runs = {}
     for e in study["runs"]:
         p = study_dir / e["name"]
-        if (p / "metrics.json").is_file() and json.loads((p / "metrics.json").read_text()).get("status") == "complete":
-            runs[e["name"]] = load_run(p)
+        if (p / "metrics.json").is_file() and (p / "config.json").is_file() and (p / "history.csv").is_file():
+            rec = load_run(p)
+            if rec.metrics.get("status") == "complete":
+                runs[e["name"]] = rec
     return study, runs
 
 
