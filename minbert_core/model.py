@@ -16,6 +16,38 @@ from .checkpoints import load_state_dict, normalize_keys, resolve_checkpoint
 from .config import BertConfig, override
 
 
+class _MaskedScale(torch.autograd.Function):
+    """y = x * keep / (1 - p) with keep ~ Bernoulli(1 - p), drawn as `rand >= p`; saves only the bool mask."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = torch.rand_like(x) >= p  # P(keep) = 1 - p, from the global generator like F.dropout
+        ctx.scale = 1.0 / (1.0 - p)
+        ctx.save_for_backward(keep)
+        return x.mul(keep).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return g.mul(keep).mul_(ctx.scale), None
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with a faster CPU path.
+
+    On the CPU, F.dropout draws its mask with `bernoulli_`, which is much slower than `rand`; dropout
+    was 14% of a MiniLM training step (BENCHMARKS.md, sections 1 and 5, measure both). Same
+    distribution, same generator; other devices keep F.dropout's fused kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or self.p >= 1.0 or self.inplace:
+            return F.dropout(x, self.p, True, self.inplace)
+        return _MaskedScale.apply(x, self.p)
+
+
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
@@ -25,7 +57,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.max_positions = cfg.max_position_embeddings
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -48,7 +80,7 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.attention_probs_dropout_prob)
+        self.dropout = Dropout(cfg.attention_probs_dropout_prob)
         self.impl = cfg.attn_impl
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,8 +91,10 @@ class BertSelfAttention(nn.Module):
         """x: (B, T, C); mask: additive (B, 1, 1, T), 0 where attended, large negative at padding (or None)."""
         B, T, C = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        if self.impl == "sdpa":
-            p = self.dropout.p if self.training else 0.0
+        p = self.dropout.p if self.training else 0.0
+        # On the CPU, SDPA with dropout falls back to its math path (the same matmul-softmax-matmul as
+        # reference_attention) and draws the mask with bernoulli_; the explicit path uses our cheaper Dropout.
+        if self.impl == "sdpa" and not (p > 0.0 and x.device.type == "cpu"):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
         else:
             y = self.reference_attention(q, k, v, mask)
@@ -69,7 +103,7 @@ class BertSelfAttention(nn.Module):
     def reference_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(QK^T / sqrt(d) + mask) V, written out."""
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
+        scores = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, T); scaling q is cheaper
         if mask is not None:
             scores = scores + mask
         probs = self.dropout(torch.softmax(scores, dim=-1))  # (B, nh, T, T)
@@ -83,7 +117,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(h)) + residual)

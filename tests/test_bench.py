@@ -26,11 +26,14 @@ def test_model_multitask_and_render(tiny_checkpoint, tmp_path):
     assert all(mt["memory_mb"][k]["peak_mb"] > 0 for k in ("sum", "pcgrad", "naive-pcgrad"))
     res = {"machine": bench._machine(), "checkpoint": "tiny", "model": rows,
            "optimizer": {"ours_s": rows[0]["ours_s"], "torch_s": rows[0]["ours_s"], "speed_ratio": rows[0]["speed_ratio"]},
-           "multitask": mt,
+           "multitask": mt, "dropout": bench.bench_dropout(((4, 8),), steps=2, warmup=1),
            "bucketing": {"examples": 10, "batch_size": 2, "sampled_batches": 2, "epoch_speedup": 2.0,
                          **{k: {"padded_share": 0.1, "batches": 5, "step_s": rows[0]["ours_s"], "epoch_s_estimate": 1.0}
                             for k in ("bucketed", "random")}},
            "utilisation": {"matmul_fp32": bench.matmul_peak(64, 2), "steps": []}, "gpu": None,
            "gpu_note": "skipped: no CUDA", "profile": bench.bench_profile(str(tiny_checkpoint), 2, 8, top=3)}
+    assert set(res["profile"]) == {"ours", "transformers"} and all(len(v) == 3 for v in res["profile"].values())
     md = bench.render(res)
-    assert "PCGrad / sum, time" in md and "skipped: no CUDA" in md and md.count("| `") == 3
+    ops = {p["op"] for v in res["profile"].values() for p in v}
+    assert res["dropout"][0]["what"] == "dropout fwd+bwd 4x8" and "| 4x8 |" in md
+    assert "PCGrad / sum, time" in md and "skipped: no CUDA" in md and md.count("| `") == len(ops)

@@ -129,3 +129,47 @@ def test_unpadded_batch_matches_transformers(tiny_checkpoint, impl):
         b = ref(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=tt)
     assert (a.last_hidden_state - b.last_hidden_state).abs().max() <= TOL
     assert (a.pooler_output - b.pooler_output).abs().max() <= TOL
+
+
+def test_cpu_dropout_keeps_one_minus_p_and_scales_kept_values():
+    from minbert_core.model import Dropout
+
+    torch.manual_seed(0)
+    n, p = 400_000, 0.1
+    x = torch.ones(n, requires_grad=True)
+    d = Dropout(p).train()
+    y = d(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - (1 - p)) < 4 * ((p * (1 - p)) / n) ** 0.5, kept  # within 4 standard errors
+    assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient uses the forward's mask and scale
+    assert d.eval()(x) is x and Dropout(0.0).train()(x) is x
+
+
+def test_cpu_dropout_is_seeded_by_the_global_generator():
+    from minbert_core.model import Dropout
+
+    d, x = Dropout(0.3).train(), torch.randn(64, 64)
+    torch.manual_seed(1)
+    a = d(x)
+    torch.manual_seed(1)
+    b = d(x)
+    c = d(x)
+    assert torch.equal(a, b) and not torch.equal(b, c)
+
+
+def test_attention_paths_share_the_cpu_dropout_in_training(tiny_checkpoint):
+    """On the CPU with dropout, the sdpa path takes the explicit one, so both draw the same masks."""
+    a = BertModel.from_pretrained(tiny_checkpoint, attn_impl="sdpa").train()
+    b = BertModel.from_pretrained(tiny_checkpoint, attn_impl="reference").train()
+    assert a.config.attention_probs_dropout_prob > 0
+    ids = torch.randint(1000, 2000, (3, 9))
+    am = torch.tensor([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7])
+    torch.manual_seed(0)
+    ya = a(ids, am).last_hidden_state
+    torch.manual_seed(0)
+    yb = b(ids, am).last_hidden_state
+    assert (ya - yb)[am.bool()].abs().max() < TOL
+    a.eval()
+    assert (a(ids, am).last_hidden_state - ya)[am.bool()].abs().max() > 1e-3  # dropout was active
