@@ -21,7 +21,10 @@ class _MaskedScale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep = torch.rand_like(x) >= p  # P(keep) = 1 - p, from the global generator like F.dropout
+        # P(keep) = 1 - p, from the global generator like F.dropout; drawn in fp32 at least, since a
+        # bf16/fp16 uniform is too coarse to hit p exactly
+        u = torch.rand(x.shape, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
+        keep = u >= p
         ctx.scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(keep)
         return x.mul(keep).mul_(ctx.scale)

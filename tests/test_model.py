@@ -173,3 +173,13 @@ def test_attention_paths_share_the_cpu_dropout_in_training(tiny_checkpoint):
     assert (ya - yb)[am.bool()].abs().max() < TOL
     a.eval()
     assert (a(ids, am).last_hidden_state - ya)[am.bool()].abs().max() > 1e-3  # dropout was active
+
+
+def test_cpu_dropout_keeps_one_minus_p_in_bfloat16():
+    from minbert_core.model import Dropout
+
+    torch.manual_seed(0)
+    n, p = 400_000, 0.1
+    y = Dropout(p).train()(torch.ones(n, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    assert abs((y != 0).float().mean().item() - (1 - p)) < 4 * ((p * (1 - p)) / n) ** 0.5
