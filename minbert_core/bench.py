@@ -69,6 +69,12 @@ def _batch(B: int, T: int, vocab: int, device: torch.device, seed: int = 0):
     return ids, am, tt, y
 
 
+def _head_and_opt(model, fused: bool | None = None):
+    """The benchmarked step's extras: a 5-way linear head on the pooled output, one AdamW over model and head."""
+    head = torch.nn.Linear(model.config.hidden_size, 5).to(next(model.parameters()).device)
+    return head, torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5, fused=fused)
+
+
 def _train_step(model, head, opt, batch, hf: bool, autocast: bool = False):
     ids, am, tt, y = batch
 
@@ -96,16 +102,13 @@ def bench_model(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), ste
     """Training step (fwd + bwd + AdamW) and forward-only evaluation, ours vs transformers."""
     dev = torch.device(device)
     ours, ref = _models(checkpoint, dev)
-    C = ours.config.hidden_size
     rows = []
     for B, T in shapes:
         batch = _batch(B, T, ours.config.vocab_size, dev)
-        heads = [torch.nn.Linear(C, 5).to(dev) for _ in range(2)]
-        opts = [torch.optim.AdamW(list(m.parameters()) + list(h.parameters()), lr=1e-5)
-                for m, h in ((ours, heads[0]), (ref, heads[1]))]
+        (h0, o0), (h1, o1) = _head_and_opt(ours), _head_and_opt(ref)
         ours.train(), ref.train()
-        t = alternate({"ours": _train_step(ours, heads[0], opts[0], batch, False),
-                       "transformers": _train_step(ref, heads[1], opts[1], batch, True)}, steps, warmup)
+        t = alternate({"ours": _train_step(ours, h0, o0, batch, False),
+                       "transformers": _train_step(ref, h1, o1, batch, True)}, steps, warmup)
         rows.append({"what": f"training step {B}x{T}", "ours_s": _stats(t["ours"]),
                      "transformers_s": _stats(t["transformers"]), "speed_ratio": _ratio(t["transformers"], t["ours"]),
                      "tokens_per_s_ours": B * T / statistics.median(t["ours"])})
@@ -295,8 +298,7 @@ def bench_bucketing(checkpoint: str = "minilm-l6", batch_size: int = 32, sample_
     orders = {"bucketed": BucketBatchSampler(L, batch_size, seed=0).batches(),
               "random": random_batches(len(L), batch_size, seed=0)}
     model = BertModel.from_pretrained(checkpoint).train()
-    head = torch.nn.Linear(model.config.hidden_size, 5)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+    head, opt = _head_and_opt(model)
     g = torch.Generator().manual_seed(0)
     pick = {k: torch.randperm(len(v), generator=g)[: warmup + sample_batches].tolist() for k, v in orders.items()}
     it = {k: iter(pick[k]) for k in orders}
@@ -361,8 +363,7 @@ def bench_gpu(steps: int = 10, warmup: int = 3) -> dict | None:
     dev = torch.device("cuda")
     cfg = BertConfig()
     model = BertModel(cfg).to(dev).train()
-    head = torch.nn.Linear(cfg.hidden_size, 5).to(dev)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5, fused=True)
+    head, opt = _head_and_opt(model, fused=True)
     B, T = 32, 128
     batch = _batch(B, T, cfg.vocab_size, dev)
     t = alternate({"step": _train_step(model, head, opt, batch, False, autocast=True)}, steps, warmup,
@@ -395,8 +396,7 @@ def bench_profile(checkpoint: str = "minilm-l6", B: int = 32, T: int = 128, top:
     out = {}
     for name, model, hf in (("ours", ours, False), ("transformers", ref, True)):
         model.train()
-        head = torch.nn.Linear(model.config.hidden_size, 5)
-        opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-5)
+        head, opt = _head_and_opt(model)
         out[name] = _top_ops(_train_step(model, head, opt, batch, hf), top)
     return out
 
