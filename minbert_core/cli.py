@@ -94,7 +94,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .study import run_study
+    from .study import describe, expand, load_plan, run_study
+
+    if a.dry_run or a.json:
+        out = Path(a.out or f"runs/study-{a.profile}").resolve()
+        print(describe(expand(load_plan(a.plan), a.profile, out, a.notebooks), as_json=a.json), end="")
+        return 0
 
     runs = run_study(a.profile, a.out, plan_path=a.plan, notebooks_dir=a.notebooks, report_dir=a.report_dir,
                      jobs=a.jobs)
@@ -144,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(fn=_cmd_train, defaults=TrainConfig())
 
     sp = sub.add_parser("study", help="run the study plan's notebooks with papermill, then the report")
-    sp.add_argument("--profile", default="quick", help="smoke | quick | full | paper (default: quick)")
+    sp.add_argument("--profile", default="quick", help="smoke | quick | cpu | full | paper (default: quick)")
+    sp.add_argument("--dry-run", action="store_true", help="print every run with its resolved parameters; run nothing")
+    sp.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per run and line")
     sp.add_argument("--out", help="study folder (default: runs/study-<profile>)")
     sp.add_argument("--plan", help="a study plan YAML (default: the packaged minbert_core/study.yaml)")
     sp.add_argument("--notebooks", help="folder of the notebooks (default: the project's notebooks/)")

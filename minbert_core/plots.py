@@ -38,7 +38,14 @@ def dev_metrics(scores: pd.DataFrame, paper: pd.DataFrame | None = None) -> plt.
     """Dev metric per task for each model (bars: ours; black markers: the paper's)."""
     style()
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(data=scores, x="metric", y="value", hue="model", ax=ax)
+    # bars: mean over seeds, whiskers: their standard deviation; hatched: a run that did not learn
+    sns.barplot(data=scores, x="metric", y="value", hue="model", errorbar="sd", ax=ax)
+    if "baseline" in scores and scores["baseline"].notna().any():
+        base = scores.groupby("metric", sort=False)["baseline"].mean()
+        for i, (_, v) in enumerate(base.items()):
+            if v == v:
+                ax.plot([i - 0.45, i + 0.45], [v, v], color="grey", ls="--", lw=1.2)
+        ax.plot([], [], color="grey", ls="--", lw=1.2, label="trivial baseline")
     if paper is not None and len(paper):
         models = list(dict.fromkeys(scores["model"]))
         metrics = list(dict.fromkeys(scores["metric"]))
@@ -101,7 +108,8 @@ def save(fig: plt.Figure, folder, name: str) -> list[str]:
     out = []
     for ext in ("png", "pdf"):
         p = folder / f"{name}.{ext}"
-        fig.savefig(p, dpi=130, bbox_inches="tight")
+        # no creation date in the PDF: an unchanged figure gives an unchanged file
+        fig.savefig(p, dpi=130, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
         out.append(str(p))
     return out
 

@@ -62,21 +62,59 @@ def _fmt(v) -> str:
     return "NA" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
 
 
-def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
-    """Long table: setting (row) x {mode}-{task} (column): ours, the paper's, seed spread."""
-    rows = []
-    for e in study["runs"]:
-        if e.get("table") != 1 or e["name"] not in runs:
+# Marks written into the tables; LEGEND says what each means on the page itself.
+NOT_LEARNED = "✗"  # a trained task whose dev metric did not beat its trivial baseline by the margin
+UNTRAINED = "°"  # a task the run did not train on (strategy single): expected not to learn
+WITHIN_SPREAD = "†"  # Table 1: differs from the profile's Default by less than the seed spread
+LEGEND = {
+    NOT_LEARNED: "did not learn: a trained task whose dev metric does not beat its trivial baseline (majority "
+                 "class; r = 0 for STS) by 2 standard errors of that baseline on the evaluated rows. Not a number "
+                 "to compare; no comparison is drawn from it",
+    UNTRAINED: "task not trained by this run (strategy `single` trains SST only): expected not to learn",
+    WITHIN_SPREAD: "differs from this profile's Default by less than the seed spread (std over Default and "
+                   "the seed rows): not a finding",
+}
+
+
+def _learned(rec: RunRecord, task: str) -> tuple[bool, bool]:
+    """(trained, learned) of a task in a run; runs recorded before baselines count as learned."""
+    b = rec.metrics.get("baselines", {}).get(task)
+    if b is None:
+        return True, True
+    return bool(b["trained"]), bool(b["learned"])
+
+
+def _cells(study: dict, runs: dict[str, RunRecord], table: int) -> list[tuple[dict, RunRecord]]:
+    """(plan entry, run) for every completed run of a table; `same_as` cells take the other entry's runs."""
+    entries = study["runs"]
+    out = []
+    for e in entries:
+        if e.get("table") != table:
             continue
-        r = runs[e["name"]]
+        if e.get("same_as"):
+            out += [(e, runs[o["name"]]) for o in entries
+                    if o.get("experiment") == e["same_as"] and not o.get("same_as") and o["name"] in runs]
+        elif e["name"] in runs:
+            out.append((e, runs[e["name"]]))
+    return out
+
+
+def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
+    """Long table: setting (row) x {mode}-{task} (column): ours, the paper's, seed spread, baseline."""
+    rows = []
+    for e, r in _cells(study, runs, 1):
         task = r.cfg["tasks"][0]
         col = f"{r.cfg['mode'].title()}-{TASK_NAME[task]}"
+        trained, learned = _learned(r, task)
         rows.append({"row": e["row"], "column": col, "ours": r.metrics["best_dev"][task],
-                     "paper": paper.TABLE1.get(e["row"], {}).get(col), "seed": r.cfg["seed"], "run": e["name"]})
-    df = pd.DataFrame(rows, columns=["row", "column", "ours", "paper", "seed", "run"])
+                     "paper": paper.TABLE1.get(e["row"], {}).get(col), "seed": r.cfg["seed"], "run": e["name"],
+                     "learned": learned,
+                     "baseline": r.metrics.get("baselines", {}).get(task, {}).get("baseline")})
+    df = pd.DataFrame(rows, columns=["row", "column", "ours", "paper", "seed", "run", "learned", "baseline"])
     # Seed spread per column: the default setting and the rows that only change the seed.
     seed_rows = ["Default"] + [r for r in df["row"].unique() if str(r).startswith("seed=")]
-    spread = df[df["row"].isin(seed_rows)].groupby("column")["ours"].agg(["mean", "std", "count"])
+    ok = df[df["row"].isin(seed_rows) & df["learned"].astype(bool)]
+    spread = ok.groupby("column")["ours"].agg(["mean", "std", "count"])
     df["seed_std"] = df["column"].map(spread["std"])
     default = df[df["row"] == "Default"].set_index("column")["ours"]
     df["diff_vs_default"] = df["ours"] - df["column"].map(default)
@@ -84,28 +122,114 @@ def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
     for col, s in spread.iterrows():
         if s["count"] >= 2:
             rows_mean = {"row": f"Default, mean ± std over {int(s['count'])} seeds", "column": col,
-                         "ours": s["mean"], "paper": None, "seed": None, "run": "", "seed_std": s["std"],
-                         "diff_vs_default": None, "within_seed_spread": False}
+                         "ours": s["mean"], "paper": None, "seed": None, "run": "", "learned": True,
+                         "baseline": None, "seed_std": s["std"], "diff_vs_default": None,
+                         "within_seed_spread": False}
             df = pd.concat([df, pd.DataFrame([rows_mean])], ignore_index=True)
     return df
 
 
 def table_metrics(number: int, study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
-    """Tables 2/3, long: metric x model column: ours and the paper's."""
+    """Tables 2/3, long: one row per (metric, model column, run): ours, the paper's, baseline, learned."""
     ref = paper.TABLE2 if number == 2 else paper.TABLE3
     rows = []
-    for e in study["runs"]:
-        if e.get("table") != number or e["name"] not in runs:
-            continue
-        best = runs[e["name"]].metrics["best_dev"]
+    for e, r in _cells(study, runs, number):
+        best = r.metrics["best_dev"]
+        status = {t: _learned(r, t) for t in ("sst", "para", "sts")}
         for key, label in paper.METRIC_ROWS.items():
-            rows.append({"row": label, "metric": key, "column": e["column"], "ours": best.get(key),
-                         "paper": ref.get(e["column"], {}).get(key), "run": e["name"]})
-    return pd.DataFrame(rows, columns=["row", "metric", "column", "ours", "paper", "run"])
+            if key == "overall":  # comparable only where every trained task learned
+                trained, learned = True, all(lr for tr, lr in status.values() if tr)
+            else:
+                trained, learned = status[key]
+            rows.append({"row": label, "metric": key, "column": e["column"], "experiment": e.get("experiment"),
+                         "ours": best.get(key), "paper": ref.get(e["column"], {}).get(key), "run": r.path.name,
+                         "seed": r.cfg["seed"], "trained": trained, "learned": learned,
+                         "baseline": r.metrics.get("baselines", {}).get(key, {}).get("baseline")})
+    return pd.DataFrame(rows, columns=["row", "metric", "column", "experiment", "ours", "paper", "run", "seed",
+                                       "trained", "learned", "baseline"])
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Tables 2/3 per (metric, column): mean, std and count over seeds, and whether every seed learned."""
+    g = df.groupby(["row", "metric", "column"], sort=False)
+    out = g.agg(ours=("ours", "mean"), std=("ours", "std"), n=("ours", "count"), paper=("paper", "first"),
+                trained=("trained", "all"), learned=("learned", "all"), baseline=("baseline", "mean"),
+                experiment=("experiment", "first")).reset_index()
+    return out
+
+
+def _diff_verdict(a: pd.Series, b: pd.Series) -> tuple[float, float | None, str]:
+    """(mean difference a - b, the 2-standard-error spread of that difference, verdict)."""
+    diff = float(a["ours"] - b["ours"])
+    if not (a["learned"] and b["learned"]):
+        return diff, None, "not compared: a run did not learn"
+    if a["n"] < 2 or b["n"] < 2:
+        return diff, None, "no verdict: fewer than 2 seeds"
+    spread = 2.0 * float(np.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"]))
+    return diff, spread, ("exceeds the seed spread" if abs(diff) > spread else "within the seed spread")
+
+
+def comparisons(study: dict, summary: pd.DataFrame, table: int) -> list[str]:
+    """One line per (compared pair, metric): the difference, the seed spread, and the verdict."""
+    lines = []
+    by_exp = {e["experiment"]: e for e in study["runs"] if e.get("table") == table and e.get("experiment")}
+    for exp, e in by_exp.items():
+        other = e.get("compare_to")
+        if not other or other not in by_exp:
+            continue
+        a_col, b_col = e["column"], by_exp[other]["column"]
+        parts = []
+        for key in paper.METRIC_ROWS:
+            a = summary[(summary["metric"] == key) & (summary["column"] == a_col)]
+            b = summary[(summary["metric"] == key) & (summary["column"] == b_col)]
+            if a.empty or b.empty:
+                continue
+            diff, spread, verdict = _diff_verdict(a.iloc[0], b.iloc[0])
+            sp = f", spread ±{spread:.3f}" if spread is not None else ""
+            parts.append(f"{key} {diff:+.3f}{sp}: {verdict}")
+        if parts:
+            lines.append(f"**{a_col}** vs **{b_col}**: " + "; ".join(parts))
+    return lines
+
+
+INCONSISTENT = "‡"  # the paper's printed overall does not follow from its printed metrics
+
+
+def _paper_overall(m: dict[str, float]) -> float:
+    return (m["sst"] + m["para"] + (m["sts"] + 1) / 2) / 3
+
+
+def paper_inconsistencies(ref: dict[str, dict[str, float]],
+                          other: dict[str, dict[str, float]] | None = None) -> dict[str, str]:
+    """Columns of the paper whose printed overall score does not follow from its three metrics, with a note.
+
+    `other` (the other multi-task table) is searched for a column with the same PD and STS whose SST
+    does give the printed overall: the likely intended value.
+    """
+    out = {}
+    for col, m in ref.items():
+        computed = _paper_overall(m)
+        if abs(computed - m["overall"]) <= 0.0015:
+            continue
+        note = (f"{INCONSISTENT} the paper's '{col}' prints overall {m['overall']:.3f}, but its own SST "
+                f"{m['sst']:.3f}, PD {m['para']:.3f} and STS {m['sts']:.3f} give (sst + pd + (sts + 1) / 2) / 3 "
+                f"= {computed:.4f}")
+        for ocol, o in (other or {}).items():
+            if (o["para"], o["sts"]) == (m["para"], m["sts"]) and abs(_paper_overall(o) - m["overall"]) <= 0.0015:
+                note += (f"; its other table's '{ocol}' has the same PD and STS with SST {o['sst']:.3f}, which gives "
+                         f"{_paper_overall(o):.4f}: the SST value is likely transposed")
+        out[col] = note + ". Copied as printed."
+    return out
+
+
+def _cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: int = 1) -> str:
+    mark = "" if learned else (f" {UNTRAINED}" if not trained else f" {NOT_LEARNED} did not learn")
+    val = _fmt(ours) + (f" ± {std:.3f}" if n > 1 and std is not None and not np.isnan(std) else "")
+    return f"{val}{mark} ({_fmt(paper_v)})"
 
 
 def to_markdown(df: pd.DataFrame, columns: list[str], caption: str, notes: list[str]) -> str:
-    """A Markdown table: cells 'ours (paper)', '≈' where within the seed spread of the default."""
+    """Table 1 as Markdown: cells 'ours (paper)', with the marks of LEGEND."""
     rows = list(dict.fromkeys(df["row"]))
     cols = [c for c in columns if c in set(df["column"])] + [c for c in dict.fromkeys(df["column"]) if c not in columns]
     out = [f"**{caption}** — each cell: ours (paper)", "", "| | " + " | ".join(cols) + " |",
@@ -118,37 +242,124 @@ def to_markdown(df: pd.DataFrame, columns: list[str], caption: str, notes: list[
                 cells.append("")
                 continue
             h = hit.iloc[0]
-            ours = _fmt(h["ours"])
             if r.startswith("Default, mean"):
-                ours = f"{h['ours']:.3f} ± {h['seed_std']:.3f}"
-            mark = " ≈" if bool(h.get("within_seed_spread", False)) else ""
-            ref = "" if r.startswith("Default, mean") else f" ({_fmt(h['paper'])})"
-            cells.append(f"{ours}{mark}{ref}")
+                cells.append(f"{h['ours']:.3f} ± {h['seed_std']:.3f}")
+                continue
+            text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), True)
+            if bool(h.get("within_seed_spread", False)) and bool(h["learned"]):
+                text = text.replace(" (", f" {WITHIN_SPREAD} (", 1)
+            cells.append(text)
         out.append(f"| {r} | " + " | ".join(cells) + " |")
     out += [""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
 
 
+def metrics_markdown(summary: pd.DataFrame, columns: list[str], caption: str, notes: list[str],
+                     inconsistent: tuple[str, ...] = ()) -> str:
+    """Tables 2/3 as Markdown: cells 'mean ± std over seeds (paper)', with the marks of LEGEND."""
+    rows = list(dict.fromkeys(summary["row"]))
+    cols = [c for c in columns if c in set(summary["column"])]
+    cols += [c for c in dict.fromkeys(summary["column"]) if c not in cols]
+    out = [f"**{caption}** — each cell: ours, mean ± std over seeds (paper)", "",
+           "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            hit = summary[(summary["row"] == r) & (summary["column"] == c)]
+            if hit.empty:
+                cells.append("")
+                continue
+            h = hit.iloc[0]
+            text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), bool(h["trained"]), h["std"], int(h["n"]))
+            if h["metric"] == "overall" and c in inconsistent:
+                text = text[:-1] + f"{INCONSISTENT})"
+            cells.append(text)
+        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    n = summary.groupby("column")["n"].max()
+    out.append("| seeds | " + " | ".join(str(int(n.get(c, 0))) for c in cols) + " |")
+    out += [""] + [f"- {x}" for x in notes]
+    return "\n".join(out) + "\n"
+
+
+SETTINGS = [("checkpoint", "encoder"), ("mode", "mode"), ("lr_finetune", "lr fine-tune"),
+            ("lr_pretrain", "lr frozen"), ("batch_size", "batch"), ("epochs", "epochs"),
+            ("epoch_rule", "epoch rule"), ("steps_per_epoch", "steps/epoch"), ("hidden_dropout", "head dropout"),
+            ("pooling", "pooling"), ("pair_encoding", "pair encoding"), ("max_length", "max length"),
+            ("loss_weights", "loss weights"), ("lstm", "bi-LSTM"), ("task_layers", "task layers")]
+
+
+def _settings(recs: list[RunRecord]) -> str:
+    """What every run of a table used; a setting that varies lists its values."""
+    parts = []
+    for key, label in SETTINGS:
+        vals = list(dict.fromkeys(str(r.cfg.get(key, "")) for r in recs))
+        if key == "steps_per_epoch":
+            vals = list(dict.fromkeys(str(r.config.get("resolved", {}).get("steps_per_epoch", "?")) for r in recs))
+        if key == "loss_weights":
+            vals = [v or "none (plain sum)" for v in vals]
+        parts.append(f"{label} {'/'.join(vals)}" + (" (varies)" if len(vals) > 1 else ""))
+    drawn = list(dict.fromkeys(str(r.metrics.get("steps", 0) * r.cfg["batch_size"]) for r in recs))
+    parts.append(f"training examples drawn per task (steps × batch) {'/'.join(drawn)}")
+    return ", ".join(parts)
+
+
 def _notes(study: dict, runs: dict[str, RunRecord], table: int) -> list[str]:
-    names = [e["name"] for e in study["runs"] if e.get("table") == table and e["name"] in runs]
-    if not names:
+    cells = _cells(study, runs, table)
+    if not cells:
         return ["no completed runs"]
-    r = max((runs[n] for n in names), key=lambda x: len(x.config["data"]))
-    sizes: dict[str, str] = {}
-    for n in names:
-        for task, splits in runs[n].config["data"].items():
+    recs = list({id(r): r for _, r in cells}.values())
+    train_sizes: dict[str, str] = {}
+    dev_sizes: dict[str, set] = {}
+    for r in recs:
+        for task, splits in r.config["data"].items():
             if "train" in splits:
-                sizes[task] = f"{task} {splits['train']['used']}/{splits['train']['rows_read']}"
-    missing = [e["name"] for e in study["runs"] if e.get("table") == table and e["name"] not in runs]
-    notes = [f"ours: profile `{study['profile']}`, encoder `{r.cfg['checkpoint']}`, epochs {r.cfg['epochs']}, "
-             f"max length {r.cfg['max_length']}; training rows used/available: {', '.join(sizes.values())}; "
-             f"dev rows evaluated: {r.cfg['eval_limit'] or 'all'} per task",
+                train_sizes[task] = f"{task} {splits['train']['used']}/{splits['train']['rows_read']}"
+            if "dev" in splits:
+                dev_sizes.setdefault(task, set()).add(f"{splits['dev']['used']}/{splits['dev']['rows_read']}")
+    seeds = sorted({r.cfg["seed"] for r in recs})
+    notes = [f"ours: profile `{study['profile']}`; {_settings(recs)}",
+             f"training rows used/in the file: {', '.join(train_sizes.values())}; dev rows evaluated/in the file: "
+             + ", ".join(f"{t} {'/'.join(sorted(v))}" for t, v in dev_sizes.items()) + f"; seeds: {seeds}",
              f"paper: {paper.PAPER_MODEL}"]
     if table == 1:
-        notes.append("≈ : differs from Default by less than the seed spread (std over Default and the seed rows)")
+        notes += _table1_changes(cells)
+    if table in (2, 3):
+        for e in study["runs"]:
+            if e.get("table") == table and e.get("same_as"):
+                notes.append(f"'{e['column']}' is the same configuration as the runs of `{e['same_as']}` "
+                             "and reads their records")
+        ref, other = (paper.TABLE2, paper.TABLE3) if table == 2 else (paper.TABLE3, paper.TABLE2)
+        notes += list(paper_inconsistencies(ref, other).values())
+    notes += [f"{m} : {LEGEND[m]}" for m in LEGEND if m in _marks_used(cells, table)]
+    missing = [e["name"] for e in study["runs"]
+               if e.get("table") == table and not e.get("same_as") and e["name"] not in runs]
     if missing:
         notes.append(f"missing (not complete): {', '.join(missing)}")
     return notes
+
+
+def _marks_used(cells: list[tuple[dict, RunRecord]], table: int) -> set[str]:
+    """The marks a table's cells can carry, for its legend."""
+    used = set()
+    for _, r in cells:
+        for t in r.cfg["tasks"]:
+            trained, learned = _learned(r, t)
+            used |= {UNTRAINED} if not trained else set() if learned else {NOT_LEARNED}
+    return used | ({WITHIN_SPREAD} if table == 1 else set())
+
+
+def _table1_changes(cells: list[tuple[dict, RunRecord]]) -> list[str]:
+    """Per Table 1 row: which settings differ from the Default run of the same column."""
+    keys = [k for k, _ in SETTINGS] + ["seed"]
+    default = {(r.cfg["mode"], r.cfg["tasks"][0]): r for e, r in cells if e["row"] == "Default"}
+    changes: dict[str, set] = {}
+    for e, r in cells:
+        d = default.get((r.cfg["mode"], r.cfg["tasks"][0]))
+        if d is None or e["row"] == "Default":
+            continue
+        diff = [f"{k} {d.cfg.get(k)!s} → {r.cfg.get(k)!s}" for k in keys if d.cfg.get(k) != r.cfg.get(k)]
+        changes.setdefault(e["row"], set()).add(", ".join(diff) or "nothing (same as Default)")
+    return [f"'{row}' changes from Default: {'; '.join(sorted(c))}" for row, c in changes.items()]
 
 
 def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, list[str]]:
@@ -163,29 +374,40 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
     written: dict[str, list[str]] = {"tables": [], "figures": []}
     t1 = table1(study, runs)
     t2, t3 = table_metrics(2, study, runs), table_metrics(3, study, runs)
+    tables_dir.mkdir(parents=True, exist_ok=True)
     md = []
-    for name, df, cols, caption, table in (
-            ("table1", t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", 1),
-            ("table2", t2, list(paper.TABLE2), "Table 2: multi-task before and after the multi-task optimisation", 2),
-            ("table3", t3, list(paper.TABLE3), "Table 3: structure optimisations", 3)):
-        tables_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(tables_dir / f"{name}.csv", df.to_csv(index=False))
-        text = to_markdown(df, cols, caption, _notes(study, runs, table))
-        atomic_write_text(tables_dir / f"{name}.md", text)
-        md.append(text)
-        written["tables"] += [str(tables_dir / f"{name}.csv"), str(tables_dir / f"{name}.md")]
+    atomic_write_text(tables_dir / "table1.csv", t1.to_csv(index=False))
+    md.append(to_markdown(t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", _notes(study, runs, 1)))
+    for number, df, ref, caption in (
+            (2, t2, paper.TABLE2, "Table 2: multi-task before and after the multi-task optimisation"),
+            (3, t3, paper.TABLE3, "Table 3: structure optimisations")):
+        summary = summarize(df)
+        atomic_write_text(tables_dir / f"table{number}.csv", df.to_csv(index=False))
+        atomic_write_text(tables_dir / f"table{number}_summary.csv", summary.to_csv(index=False))
+        notes = _notes(study, runs, number)
+        comp = comparisons(study, summary, number)
+        if comp:
+            notes.append("differences (mean over seeds) against the seed spread, 2·sqrt(std_a²/n_a + std_b²/n_b): "
+                         + " | ".join(comp))
+        other = paper.TABLE3 if number == 2 else paper.TABLE2
+        md.append(metrics_markdown(summary, list(ref), caption, notes, tuple(paper_inconsistencies(ref, other))))
+    for number, text in enumerate(md, start=1):
+        atomic_write_text(tables_dir / f"table{number}.md", text)
+        written["tables"] += [str(tables_dir / f"table{number}.csv"), str(tables_dir / f"table{number}.md")]
     atomic_write_text(tables_dir / "report.md", "\n".join(md))
 
     def fig(name, f):
         written["figures"] += plots.save(f, report_dir, name)
         plt.close(f)
 
-    t2_runs = [(e["column"], runs[e["name"]]) for e in study["runs"] if e.get("table") == 2 and e["name"] in runs]
+    # curves of one seed per column (the runs with the plan's plain names) keep the figures readable
+    t2_runs = [(e["column"], r) for e, r in _cells(study, runs, 2) if r.path.name == e.get("experiment", e["name"])]
     if t2_runs:
         hist = pd.concat([r.history.assign(run=label) for label, r in t2_runs], ignore_index=True)
         fig("learning_curves", plots.learning_curves(hist))
+    if len(t2):
         ours = t2[t2["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
-        ref = t2.rename(columns={"column": "model", "paper": "value"})
+        ref = summarize(t2).rename(columns={"column": "model", "paper": "value"})
         fig("dev_metrics", plots.dev_metrics(ours.assign(metric=ours["metric"].map(plots.TASK_LABEL)),
                                              ref.assign(metric=ref["metric"].map(plots.TASK_LABEL))))
     t1_runs = t1[t1["run"] != ""]

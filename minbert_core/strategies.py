@@ -98,7 +98,9 @@ class SumLoss:
                  record: bool = False) -> StepResult:
         """Backpropagate every task; combine the shared gradients; optionally record telemetry."""
         tasks = list(loss_fns)
-        if not (record or self.needs_task_grads) or len(tasks) < 2:
+        # Nothing shared (a frozen encoder without a bi-LSTM): every head trains on its own task's
+        # gradient, and there is nothing to combine or to record.
+        if not (record or self.needs_task_grads) or len(tasks) < 2 or not shared:
             return StepResult({t: _run_task(t, fn).item() for t, fn in loss_fns.items()})
         G = self.flat.prepare(shared, len(tasks))
         touched = [False] * len(shared)

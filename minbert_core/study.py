@@ -5,7 +5,10 @@ training runs resume from their checkpoint, and a failing notebook does not stop
 """
 from __future__ import annotations
 
+import ast
+import dataclasses
 import itertools
+import json
 import os
 import sys
 import time
@@ -38,6 +41,59 @@ class PlannedRun:
     seconds: float | None = None
     error: str | None = None
     needs: list[str] = field(default_factory=list)
+    experiment: str = ""  # the plan entry this run expands (runs of one entry differ in grid values or seed)
+    same_as: str | None = None  # not executed: this table cell reads that experiment's runs
+    compare_to: str | None = None  # the report weighs this column's difference to that experiment's
+
+
+def notebook_parameters(path: str | Path) -> dict:
+    """A notebook's parameters (name -> default), read from its cell tagged `parameters`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: notebook not found")
+    cells = [c for c in json.loads(path.read_text())["cells"]
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path}: expected one cell tagged 'parameters', found {len(cells)}")
+    src = "".join(cells[0]["source"])
+    return {st.target.id: ast.literal_eval(st.value) for st in ast.parse(src).body
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)}
+
+
+def _training_defaults(nb_params: dict) -> dict:
+    """TrainConfig's defaults (the original project's) for the notebook's training parameters."""
+    from .train import TrainConfig
+
+    base = TrainConfig()
+    return {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig) if f.name in nb_params}
+
+
+def _resolve_refs(params: dict, defaults: dict, where: str) -> dict:
+    """A value "=key" takes the profile's value of `key` (e.g. Table 1's flipped learning rates)."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, str) and v.startswith("=") and len(v) > 1:
+            if v[1:] not in defaults:
+                raise ValueError(f"{where}: {k}: {v!r} refers to {v[1:]!r}, which the profile does not set")
+            v = defaults[v[1:]]
+        out[k] = v
+    return out
+
+
+def _check_training_params(params: dict, nb_params: dict, where: str) -> None:
+    """Every parameter the plan sets reaches the notebook, and the notebook gets no smoke default."""
+    from .train import TrainConfig
+
+    unknown = sorted(set(params) - set(nb_params))
+    if unknown:
+        raise ValueError(f"{where}: the plan sets {', '.join(unknown)}, which the notebook has no parameter for; "
+                         f"its parameters: {', '.join(nb_params)}")
+    unset = sorted(set(nb_params) - set(params) - {"resume"})
+    if unset:
+        raise ValueError(f"{where}: the plan leaves {', '.join(unset)} unset (the notebook's smoke default "
+                         "would be used); set it in the profile or the grid")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    TrainConfig.from_dict({k: v for k, v in params.items() if k in fields})  # types and choices, named
 
 
 def load_plan(path: str | Path | None = None) -> dict:
@@ -50,38 +106,102 @@ def load_plan(path: str | Path | None = None) -> dict:
     return yaml.safe_load(p.read_text())
 
 
-def expand(plan: dict, profile: str, out_dir: Path) -> list[PlannedRun]:
-    """Every run of a profile, with its resolved parameters."""
+def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | None = None) -> list[PlannedRun]:
+    """Every run of a profile, with every notebook parameter resolved from the plan.
+
+    A training run's parameters are, later winning: TrainConfig's defaults (the original project's),
+    the profile's `common`, the profile's block for the notebook, then the grid entry. A parameter
+    the plan sets that the notebook lacks, or one the plan leaves to the notebook's smoke default,
+    is an error. A notebook block's `seeds` repeats each of its runs per seed (the first keeps the
+    plain name, the others get `-seed<N>`); runs are ordered seed by seed, so a partial study
+    covers every column once before it repeats any; unseeded runs follow in plan order.
+    """
     profiles = plan.get("profiles", {})
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; the plan has: {', '.join(profiles)}")
     prof = profiles[profile]
-    runs: list[PlannedRun] = []
+    nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    runs: list[tuple[tuple[int, int], PlannedRun]] = []
     for exp in plan["experiments"]:
+        if "same_as" in exp:  # a table cell filled by another experiment's runs (same configuration)
+            runs.append(((1, 0), PlannedRun(exp["name"], "", {}, exp.get("table"), exp.get("row"), exp.get("column"),
+                                       status="same as " + exp["same_as"], experiment=exp["name"],
+                                       same_as=exp["same_as"], compare_to=exp.get("compare_to"))))
+            continue
+        training = exp["notebook"] in TRAINING_NOTEBOOKS
+        nb_params = notebook_parameters(nb_dir / f"{exp['notebook']}.ipynb")
+        block = dict(prof.get(exp["notebook"]) or {})
+        seeds = block.pop("seeds", None) if training else None
         grid = exp.get("grid", {})
         varied = [k for k, v in grid.items() if isinstance(v, list)]
         for combo in itertools.product(*(grid[k] for k in varied)):
             params = dict(grid) | dict(zip(varied, combo))
-            if exp["notebook"] in TRAINING_NOTEBOOKS:
-                params = dict(prof.get("common", {})) | dict(prof.get(exp["notebook"]) or {}) | params
-                params["runs_dir"] = str(out_dir)
             name = "-".join([exp["name"]] + [str(v) for v in combo])
+            if training:
+                defaults = _training_defaults(nb_params) | dict(prof.get("common", {})) | block
+                params = defaults | _resolve_refs(params, defaults, f"run {name}")
+                params["runs_dir"] = str(out_dir)
             needs = [v[1:] for v in params.values() if isinstance(v, str) and v.startswith("@")]
             params = {k: str(out_dir / v[1:]) if isinstance(v, str) and v.startswith("@") else v
                       for k, v in params.items()}
-            if exp["notebook"] in TRAINING_NOTEBOOKS:
-                params["run_id"] = name
-            runs.append(PlannedRun(name, exp["notebook"], params, exp.get("table"), exp.get("row"),
-                                   exp.get("column"), needs=needs))
-    names = [r.name for r in runs]
+            for i, seed in enumerate(seeds or [None]):
+                p, run_name = dict(params), name
+                if seed is not None:
+                    p["seed"] = seed
+                    run_name = name if i == 0 else f"{name}-seed{seed}"
+                if training:
+                    p["run_id"] = run_name
+                    _check_training_params(p, nb_params, f"profile {profile}, run {run_name} ({exp['notebook']})")
+                runs.append(((0, i) if seeds else (1, 0), PlannedRun(run_name, exp["notebook"], p, exp.get("table"), exp.get("row"),
+                                           exp.get("column"), needs=needs, experiment=exp["name"],
+                                           compare_to=exp.get("compare_to"))))
+    ordered = [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
+    names = [r.name for r in ordered]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"plan gives several runs the same name: {', '.join(dup)}")
-    for r in runs:
+    experiments = {r.experiment for r in ordered}
+    for r in ordered:
+        if r.same_as is not None and r.same_as not in experiments:
+            raise ValueError(f"plan entry {r.name}: same_as names no experiment: {r.same_as!r}")
+        if r.compare_to is not None and r.compare_to not in experiments:
+            raise ValueError(f"plan entry {r.name}: compare_to names no experiment: {r.compare_to!r}")
         unknown = [n for n in r.needs if n not in names]
         if unknown:
             raise ValueError(f"run {r.name} refers to unknown run(s): {', '.join(unknown)}")
-    return runs
+    return ordered
+
+
+def describe(runs: list[PlannedRun], as_json: bool = False) -> str:
+    """What `--dry-run` prints: every run with its fully resolved parameters.
+
+    as_json: one JSON object per line. Otherwise a table: a run per row, the parameters that are
+    the same for every run of a notebook once above its rows.
+    """
+    if as_json:
+        return "\n".join(json.dumps({"name": r.name, "notebook": r.notebook, "table": r.table, "row": r.row,
+                                     "column": r.column, "same_as": r.same_as, "needs": r.needs,
+                                     "params": r.params}) for r in runs)
+    lines = []
+    for nb in dict.fromkeys(r.notebook for r in runs):
+        group = [r for r in runs if r.notebook == nb]
+        if not nb:
+            lines += [f"{r.name}: table {r.table} column {r.column!r} reads the runs of {r.same_as}" for r in group]
+            lines.append("")
+            continue
+        keys = list(dict.fromkeys(k for r in group for k in r.params if k not in ("run_id",)))
+        same = {k: group[0].params.get(k) for k in keys
+                if all(k in r.params and r.params[k] == group[0].params[k] for r in group)}
+        vary = [k for k in keys if k not in same]
+        lines.append(f"{nb}: {len(group)} run(s); shared: " + ", ".join(f"{k}={v!r}" for k, v in same.items()))
+        widths = {k: max(len(k), *(len(repr(r.params.get(k))) for r in group)) for k in vary}
+        wname = max(len("run"), *(len(r.name) for r in group))
+        lines.append("  " + "run".ljust(wname) + "  " + "  ".join(k.ljust(widths[k]) for k in vary))
+        for r in group:
+            lines.append("  " + r.name.ljust(wname) + "  " +
+                         "  ".join(repr(r.params.get(k)).ljust(widths[k]) for k in vary))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def check_kernel(kernel: str) -> None:
@@ -134,10 +254,8 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
 
     os.environ["MINBERT_DATA"] = str(data_dir().resolve())  # kernels run in their run folders
     plan = load_plan(plan_path)
-    runs = expand(plan, profile, out)
+    runs = expand(plan, profile, out, nb_dir)
     for r in runs:
-        if not (nb_dir / f"{r.notebook}.ipynb").is_file():
-            raise FileNotFoundError(f"{nb_dir / (r.notebook + '.ipynb')}: notebook named by run {r.name} not found")
         if r.notebook == "04_gradient_conflict":
             r.params["figures_dir"] = str(report)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +290,10 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     def args(r: PlannedRun) -> tuple:
         return (str(nb_dir / f"{r.notebook}.ipynb"), str(out / r.name), r.params, kernel, r.notebook)
 
-    print(f"study '{profile}': {len(runs)} runs + report -> {out}", flush=True)
-    first = [r for r in runs if not r.needs and todo(r)]
+    executed = [r for r in runs if r.same_as is None]
+    total = len(executed) + 1
+    print(f"study '{profile}': {len(executed)} runs + report -> {out}", flush=True)
+    first = [r for r in executed if not r.needs and todo(r)]
     if jobs > 1 and len(first) > 1:
         # Separate processes: nbclient must run in a process's main thread (widget comms hang in threads).
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -186,7 +306,7 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
         for r in first:
             r.status, r.error, r.seconds = _run_entry(*args(r))
             report_progress(r)
-    for r in runs:
+    for r in executed:
         if r.needs and todo(r):
             r.status, r.error, r.seconds = _run_entry(*args(r))
             report_progress(r)

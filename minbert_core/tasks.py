@@ -1,6 +1,7 @@
 """The study's tasks: what each predicts, its loss, its metric and its submission-file header."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -11,6 +12,19 @@ import torch.nn.functional as F
 def accuracy(pred: torch.Tensor, gold: torch.Tensor) -> float:
     """Share of exact matches."""
     return (pred == gold).float().mean().item()
+
+
+def majority_baseline(gold: torch.Tensor) -> tuple[float, float]:
+    """Accuracy of always predicting the most frequent label, and 2 standard errors of it."""
+    n = len(gold)
+    p = torch.unique(gold, return_counts=True)[1].max().item() / n if n else 0.0
+    return p, 2.0 * math.sqrt(p * (1.0 - p) / n) if n else 0.0
+
+
+def zero_correlation_baseline(gold: torch.Tensor) -> tuple[float, float]:
+    """r = 0 (a constant or unrelated prediction), and 2 standard errors of r under no correlation."""
+    n = len(gold)
+    return 0.0, 2.0 / math.sqrt(max(n - 1, 1))
 
 
 def pearson(pred: torch.Tensor, gold: torch.Tensor) -> float:
@@ -32,6 +46,9 @@ class TaskSpec:
     metric_name: str
     metric: Callable[[torch.Tensor, torch.Tensor], float]
     pred_header: str  # second column name of the CS224N prediction file
+    # gold labels -> (trivial predictor's metric, the margin a run must beat it by to count as learned)
+    trivial: Callable[[torch.Tensor], tuple[float, float]]
+    trivial_name: str  # what the trivial predictor is, for reports
 
 
 def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,15 +60,19 @@ def _argmax(out: torch.Tensor) -> torch.Tensor:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "sst": TaskSpec("sst", False, 5, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment"),
-    "cfimdb": TaskSpec("cfimdb", False, 2, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment"),
+    "sst": TaskSpec("sst", False, 5, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment",
+                   majority_baseline, "majority class"),
+    "cfimdb": TaskSpec("cfimdb", False, 2, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment",
+                       majority_baseline, "majority class"),
     # one logit, binary cross-entropy; label 1 = paraphrase
     "para": TaskSpec("para", True, 1,
                      lambda o, y: F.binary_cross_entropy_with_logits(o.squeeze(-1), y.float()),
-                     lambda o: (o.squeeze(-1) > 0).long(), "acc", accuracy, "Predicted_Is_Paraphrase"),
+                     lambda o: (o.squeeze(-1) > 0).long(), "acc", accuracy, "Predicted_Is_Paraphrase",
+                     majority_baseline, "majority class"),
     # a similarity score on 0..5, mean squared error; header spelled as upstream spells it
     "sts": TaskSpec("sts", True, 1, lambda o, y: F.mse_loss(o.squeeze(-1), y.float()),
-                    lambda o: o.squeeze(-1).clamp(0.0, 5.0), "pearson", pearson, "Predicted_Similiary"),
+                    lambda o: o.squeeze(-1).clamp(0.0, 5.0), "pearson", pearson, "Predicted_Similiary",
+                    zero_correlation_baseline, "r = 0"),
 }
 
 
@@ -67,3 +88,15 @@ def overall_score(metrics: dict[str, float]) -> float | None:
     if not {"sst", "para", "sts"} <= set(metrics):
         return None
     return (metrics["sst"] + metrics["para"] + (metrics["sts"] + 1) / 2) / 3
+
+
+def beats_trivial(task: str, value: float, gold: torch.Tensor) -> dict:
+    """Did a dev metric beat the task's trivial predictor on these rows?
+
+    The margin is 2 standard errors of the trivial predictor's metric on the evaluated rows
+    (binomial for the majority class, 1/sqrt(n-1) for r = 0): a one-sided test at about 2%.
+    """
+    spec = get_task(task)
+    base, margin = spec.trivial(gold)
+    return {"trivial": spec.trivial_name, "baseline": base, "margin": margin, "rows": len(gold),
+            "value": value, "learned": bool(value > base + margin)}

@@ -26,7 +26,7 @@ from .optim import AdamW
 from .atomic import atomic_write_text
 from .runs import atomic_torch_save, environment, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
-from .tasks import TASKS, get_task, overall_score
+from .tasks import TASKS, beats_trivial, get_task, overall_score
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("minbert.train")
@@ -52,14 +52,20 @@ class TrainConfig:
     seed: int = 11711  # seeds torch, numpy, random, samplers and PCGrad's task order
     max_length: int = 128  # tokens per sequence (pairs: both sentences together)
     pair_encoding: str = "cross"  # cross: [CLS] a [SEP] b [SEP]; bi: encode apart (Sentence-BERT heads)
-    pooling: str = "cls"  # cls: BERT pooler over [CLS]; mean: masked mean of token states
+    # mean: masked mean of token states (what MiniLM was trained with: its pooler.dense is untrained);
+    # cls: BERT's pooler over [CLS] (the CS224N starter's, right for bert-base-uncased)
+    pooling: str = "mean"
     lstm: bool = False  # a shared bi-LSTM over the encoder's token states
     task_layers: int = 0  # hidden layers in each task's own head
     task_hidden: int = 256  # width of those layers
     epoch_rule: str = "smallest"  # steps per epoch: smallest | largest task's batches, or fixed
     steps_per_epoch: int = 0  # steps per epoch when epoch_rule is 'fixed'
-    train_limit: int = 0  # first N valid training examples per task (0 = all)
-    eval_limit: int = 0  # first N dev/test examples per task (0 = all)
+    train_limit: int = 0  # training examples per task, a seeded sample (0 = all)
+    eval_limit: int = 0  # dev/test examples per task, a seeded sample (0 = all)
+    dev_limits: str = ""  # per-task dev caps overriding eval_limit for dev only, e.g. "para=5000"
+    # per-task loss weights, e.g. "sts=0.2" (unlisted tasks weigh 1): STS's squared error on a 0-5
+    # scale starts ~10x the classification losses; '' is the paper's plain sum
+    loss_weights: str = ""
     telemetry_every: int = 10  # record task-gradient cosines every N steps (0 = never)
     checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
     cache_features: bool = True  # pretrain mode without bi-LSTM: encode each example once
@@ -85,6 +91,21 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "max_length"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+        for key in ("train_limit", "eval_limit"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0 (0 = all rows); got {getattr(self, key)}")
+        for key in ("dev_limits", "loss_weights"):
+            for t, v in task_values(getattr(self, key), key).items():
+                if v < 0:
+                    raise ValueError(f"{key}: {t}={v:g} must be >= 0")
+
+    def weight(self, task: str) -> float:
+        """The task's loss weight (1 unless loss_weights names it)."""
+        return task_values(self.loss_weights, "loss_weights").get(task, 1.0)
+
+    def dev_limit(self, task: str) -> int:
+        """Dev rows evaluated for a task (0 = all)."""
+        return int(task_values(self.dev_limits, "dev_limits").get(task, self.eval_limit))
 
     @property
     def lr(self) -> float:
@@ -98,6 +119,24 @@ class TrainConfig:
         if "tasks" in d and isinstance(d["tasks"], (list, str)):
             d["tasks"] = tuple(d["tasks"].split(",")) if isinstance(d["tasks"], str) else tuple(d["tasks"])
         return override(cls(), d)
+
+
+def task_values(spec: str, key: str = "value") -> dict[str, float]:
+    """Parse "sts=0.2,para=5000" into {task: number}; a bad entry is an error naming `key`."""
+    out: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        task, sep, val = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            get_task(task.strip())
+            out[task.strip()] = float(val)
+        except ValueError:
+            raise ValueError(f"{key}: cannot read {item!r}; expected task=number with a known task, "
+                             f"e.g. 'sts=0.2'") from None
+        if not math.isfinite(out[task.strip()]):
+            raise ValueError(f"{key}: {item!r} is not a finite number")
+    return out
 
 
 class TrainingDiverged(RuntimeError):
@@ -183,7 +222,7 @@ class Trainer:
             self.data[task], self.data_record[task] = {}, {}
             splits = (["train"] if task in self.train_tasks else []) + ["dev", "test"]
             for split in splits:
-                limit = cfg.train_limit if split == "train" else cfg.eval_limit
+                limit = {"train": cfg.train_limit, "dev": cfg.dev_limit(task)}.get(split, cfg.eval_limit)
                 s: Split | None = load_split(task, split, root=root, limit=limit or None)
                 if s is None:
                     self.warnings.append(f"{task} {split}: {root / DATASETS[task].files[split]} not found; "
@@ -243,12 +282,13 @@ class Trainer:
         return out
 
     def _loss_fn(self, task: str, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
-        spec = get_task(task)
+        spec, w = get_task(task), self.cfg.weight(task)
 
         def fn() -> torch.Tensor:
             with self._autocast():
                 out = self.model.heads[task](self._features(task, "train", batch))
-            return spec.loss(out.float(), batch["labels"].to(self.device))
+            loss = spec.loss(out.float(), batch["labels"].to(self.device))
+            return loss if w == 1.0 else w * loss
         return fn
 
     # ---- evaluation ---------------------------------------------------------------------------
@@ -367,8 +407,9 @@ class Trainer:
                     n = sum(len(b["index"]) for b in batches.values())
                     self.examples, self.train_time = self.examples + n, self.train_time + dt
                     gstep += 1
+                    losses = {t: v / cfg.weight(t) if cfg.weight(t) else v for t, v in res.losses.items()}
                     self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
-                                         **{f"loss_{t}": v for t, v in res.losses.items()},
+                                         **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
                                          "examples_per_s": n / dt})
                     self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r}
                                        for r in res.telemetry]
@@ -405,8 +446,17 @@ class Trainer:
     def _finish(self, final_dev: dict, gstep: int) -> dict:
         self.model.load_state_dict(torch.load(self.run_dir / "checkpoints" / "best.pt", map_location=self.device))
         files = self.write_predictions()
+        baselines = {t: {**beats_trivial(t, self.best["dev"][t], self.data[t]["dev"].labels.float()),
+                         "trained": t in self.train_tasks} for t in self.cfg.tasks}
+        for t, b in baselines.items():
+            if b["trained"] and not b["learned"]:
+                self.warnings.append(
+                    f"did not learn {t}: best dev {get_task(t).metric_name} {b['value']:.3f} does not beat the "
+                    f"{b['trivial']} baseline {b['baseline']:.3f} by its margin {b['margin']:.3f} "
+                    f"({b['rows']} dev rows)")
         metrics = {
             "status": "complete", "best_epoch": self.best["epoch"], "best_dev": self.best["dev"],
+            "baselines": baselines, "learned": all(b["learned"] for b in baselines.values() if b["trained"]),
             "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in self.cfg.tasks},
             "steps": gstep, "wall_time_s": self.elapsed, "train_time_s": self.train_time,
             "train_examples_per_s": self.examples / self.train_time if self.train_time else None,
@@ -485,5 +535,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         "environment": environment(trainer.device),
         "data": trainer.data_record,
     })
-    trainer.run(resume=resume, stop_after_steps=stop_after_steps)
+    metrics = trainer.run(resume=resume, stop_after_steps=stop_after_steps)
+    for w in metrics["warnings"]:
+        if w.startswith("did not learn"):
+            print(f"warning: {run_dir.name}: {w}", file=sys.stderr, flush=True)
     return run_dir

@@ -24,7 +24,7 @@ def _metrics(run):
 
 
 def test_multitask_pcgrad_run_folder_has_every_record(tmp_path, data_root):
-    run = train(_cfg(tmp_path, data_root, strategy="pcgrad", run_id="mt"))
+    run = train(_cfg(tmp_path, data_root, strategy="pcgrad", run_id="mt", pooling="cls"))  # cls: pooler group
     m = _metrics(run)
     assert m["status"] == "complete" and m["best_epoch"] in (1, 2)
     for k in ("sst", "para"):
@@ -198,5 +198,58 @@ def test_packaged_minilm_finetune_beats_majority(tmp_path, data_root):
     tr_dev = [e.label for e in __import__("minbert_core.data", fromlist=["x"]).load_split(
         "sst", "dev", root=data_root, limit=300).examples]
     majority = max(collections.Counter(tr_dev).values()) / len(tr_dev)
-    acc = _metrics(train(cfg))["best_dev"]["sst"]
+    m = _metrics(train(cfg))
+    acc = m["best_dev"]["sst"]
     assert acc > majority + 0.05, (acc, majority)
+    b = m["baselines"]["sst"]  # the run record names the same baseline and calls the run learned
+    assert b["baseline"] == pytest.approx(majority) and b["rows"] == 300 and b["learned"] and m["learned"]
+
+
+def test_run_that_did_not_learn_is_named(tmp_path, data_root, capsys):
+    """Baselines on the evaluated rows: majority share for accuracies, r = 0 for STS; a warning at the end."""
+    run = train(_cfg(tmp_path, data_root, strategy="single", epochs=1, lr_finetune=0.0))  # lr 0: learns nothing
+    m = _metrics(run)
+    b = m["baselines"]
+    gold = [e.label for e in __import__("minbert_core.data", fromlist=["x"]).load_split(
+        "para", "dev", root=data_root, limit=40).examples]
+    share = max(collections.Counter(gold).values()) / len(gold)
+    assert b["para"]["baseline"] == pytest.approx(share) and b["para"]["rows"] == 40
+    assert b["para"]["margin"] == pytest.approx(2 * (share * (1 - share) / 40) ** 0.5)
+    assert b["sts"]["baseline"] == 0.0 and b["sts"]["trivial"] == "r = 0"
+    assert not b["para"]["trained"] and not b["sts"]["trained"] and b["sst"]["trained"]
+    assert not b["sst"]["learned"] and m["learned"] is False
+    err = capsys.readouterr().err
+    assert "did not learn sst" in err and "did not learn para" not in err  # untrained tasks: expected
+
+
+def test_multitask_with_frozen_encoder_trains_heads(tmp_path, data_root):
+    """mode=pretrain with sum (telemetry on) or pcgrad: nothing is shared, heads train on their own tasks."""
+    for strategy in ("sum", "pcgrad"):
+        run = train(_cfg(tmp_path, data_root, strategy=strategy, mode="pretrain", epochs=1, telemetry_every=1))
+        assert _metrics(run)["status"] == "complete"
+        assert not (run / "telemetry.csv").exists()  # no shared parameters: no conflicts to record
+    lstm = train(_cfg(tmp_path, data_root, strategy="pcgrad", mode="pretrain", epochs=1, lstm=True))
+    assert (lstm / "telemetry.csv").is_file()  # the bi-LSTM is shared and trained
+
+
+def test_loss_weights_scale_the_task_loss(tmp_path, data_root):
+    """A weight multiplies the task's loss (so its gradient); history records the unweighted loss."""
+    cfg = _cfg(tmp_path, data_root, strategy="sum", epochs=1, telemetry_every=0, loss_weights="sts=0.5")
+    assert cfg.weight("sts") == 0.5 and cfg.weight("sst") == 1.0
+    tr = Trainer(cfg, tmp_path / "w")
+    batch = tr.streams["sts"].next()
+    tr.model.eval()
+    torch.manual_seed(0)
+    weighted = tr._loss_fn("sts", batch)()
+    plain = Trainer(_cfg(tmp_path, data_root, strategy="sum", epochs=1, telemetry_every=0), tmp_path / "p")
+    plain.model.eval()
+    assert weighted.item() == pytest.approx(0.5 * plain._loss_fn("sts", batch)().item(), rel=1e-5)
+    for bad in ("sts", "qqp=1", "sts=x", "sts=-1"):
+        with pytest.raises(ValueError, match="loss_weights"):
+            _cfg(tmp_path, data_root, loss_weights=bad)
+
+
+def test_dev_limits_cap_one_task_dev_only(tmp_path, data_root):
+    tr = Trainer(_cfg(tmp_path, data_root, strategy="single", eval_limit=40, dev_limits="para=12"), tmp_path / "d")
+    assert len(tr.data["para"]["dev"]) == 12 and len(tr.data["sst"]["dev"]) == 40
+    assert len(tr.data["sst"]["test"]) == 40  # test keeps eval_limit
