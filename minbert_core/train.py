@@ -122,10 +122,10 @@ class TrainConfig:
 
 
 def task_values(spec: str, key: str = "value") -> dict[str, float]:
-    """Parse "sts=0.2,para=5000" into {task: number}; a bad entry is an error naming `key`."""
+    """Parse "sts=0.2,para=5000" (or "sts:0.2") into {task: number}; a bad entry is an error naming `key`."""
     out: dict[str, float] = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):
-        task, sep, val = item.partition("=")
+        task, sep, val = item.replace(":", "=", 1).partition("=")
         try:
             if not sep:
                 raise ValueError
