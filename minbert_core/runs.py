@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
 import subprocess
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -82,3 +84,33 @@ def new_run_id(label: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{label}"
 
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "run"):
+    """Hold an exclusive lock on `folder` (its `.lock` file) while the block runs.
+
+    A second process asking for the same folder fails at once with an error naming the holder's PID.
+    The lock is the kernel's (flock): it goes away with the process that held it, so a killed run
+    leaves no stale lock behind and can be resumed.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ValueError(f"{folder}: this {what} folder is in use by process {holder}; wait for it to finish "
+                             "or choose another folder") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield folder
+    finally:
+        f.close()  # closing releases the lock

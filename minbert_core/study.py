@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_write_text
-from .runs import write_json
+from .runs import folder_lock, write_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "minbert"
@@ -58,6 +58,26 @@ def notebook_parameters(path: str | Path) -> dict:
     src = "".join(cells[0]["source"])
     return {st.target.id: ast.literal_eval(st.value) for st in ast.parse(src).body
             if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)}
+
+
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def check_parameters(namespace: dict, notebook: str) -> None:
+    """In a notebook, right after its parameters: a name the parameters cell does not define is an error.
+
+    Papermill injects `-p epochz 3` as a new variable and only warns; this makes it fail before any
+    training, under `minbert study`, plain papermill or JupyterLab alike.
+    """
+    import types
+
+    known = set(notebook_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb"))
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in known and k not in _KERNEL_NAMES
+                     and not isinstance(v, (types.ModuleType, types.FunctionType, type)) and not callable(v))
+    if unknown:
+        raise ValueError(f"notebook {notebook}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"its parameters: {', '.join(sorted(known))}")
 
 
 def _training_defaults(nb_params: dict) -> dict:
@@ -258,7 +278,12 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     for r in runs:
         if r.notebook == "04_gradient_conflict":
             r.params["figures_dir"] = str(report)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "study"):  # one `minbert study` per study folder
+        return _execute_plan(plan, profile, runs, out, nb_dir, report, jobs, kernel)
+
+
+def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, nb_dir: Path, report: Path,
+                  jobs: int, kernel: str) -> list[PlannedRun]:
     record = lambda: write_json(out / "study.json", {  # noqa: E731
         "profile": profile, "description": plan["profiles"][profile].get("description", ""),
         "runs": [asdict(r) for r in runs]})

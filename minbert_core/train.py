@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -24,12 +25,15 @@ from .data import DATASETS, Split, data_dir, load_split
 from .multitask import MultitaskBert, load_encoder, tokenizer_name
 from .optim import AdamW
 from .atomic import atomic_write_text
-from .runs import atomic_torch_save, environment, new_run_id, write_csv, write_json
+from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
 from .tasks import TASKS, beats_trivial, get_task, overall_score
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("minbert.train")
+
+
+_SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class TrainConfig:
     mode: str = "finetune"  # finetune: train everything; pretrain: freeze the encoder, train heads
     lr_pretrain: float = 1e-3  # learning rate in pretrain mode
     lr_finetune: float = 1e-5  # learning rate in finetune mode
+    # learning rate of the layers trained from scratch (heads, bi-LSTM) when fine-tuning; 0 = lr_finetune
+    # (the original project: one rate). A fresh bi-LSTM at an encoder's fine-tuning rate learns too slowly
+    lr_head: float = 0.0
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     epochs: int = 10  # passes, as counted by epoch_rule
     batch_size: int = 8  # examples per task per step
@@ -76,12 +83,27 @@ class TrainConfig:
     data_dir: str = ""  # data folder ('' = $MINBERT_DATA or ./data)
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # types first: every later check can trust them
+            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        ranges = {"lr_pretrain": 0.0, "lr_finetune": 0.0, "lr_head": 0.0, "weight_decay": 0.0, "seed": 0, "task_layers": 0,
+                  "task_hidden": 1, "steps_per_epoch": 0, "telemetry_every": 0, "checkpoint_every": 0}
+        for key, lo in ranges.items():
+            v = getattr(self, key)
+            if v < lo:
+                raise ValueError(f"{key} must be >= {lo}; got {v!r}")
+        if not 0.0 <= self.hidden_dropout < 1.0:
+            raise ValueError(f"hidden_dropout must be in [0, 1); got {self.hidden_dropout!r}")
+        if self.encoder_dropout != -1.0 and not 0.0 <= self.encoder_dropout < 1.0:
+            raise ValueError(f"encoder_dropout must be -1 (the checkpoint's) or in [0, 1); got {self.encoder_dropout!r}")
         choices = {"mode": ("pretrain", "finetune"), "strategy": tuple(STRATEGIES),
                    "pair_encoding": ("cross", "bi"), "pooling": ("cls", "mean"),
                    "epoch_rule": ("smallest", "largest", "fixed")}
         for key, ok in choices.items():
             if getattr(self, key) not in ok:
                 raise ValueError(f"{key} must be one of {', '.join(ok)}; got {getattr(self, key)!r}")
+        if self.run_id and (not _SAFE_RUN_ID.fullmatch(self.run_id) or self.run_id in (".", "..")):
+            raise ValueError(f"run_id (--run-id) must be one folder name of letters, digits, '.', '_' or '-' "
+                             f"inside runs_dir; got {self.run_id!r}")
         for t in self.tasks:
             get_task(t)
         if not self.tasks:
@@ -98,6 +120,11 @@ class TrainConfig:
             for t, v in task_values(getattr(self, key), key).items():
                 if v < 0:
                     raise ValueError(f"{key}: {t}={v:g} must be >= 0")
+
+    @property
+    def head_lr(self) -> float:
+        """The learning rate of the heads and the bi-LSTM."""
+        return self.lr_head if self.mode == "finetune" and self.lr_head > 0 else self.lr
 
     def weight(self, task: str) -> float:
         """The task's loss weight (1 unless loss_weights names it)."""
@@ -119,6 +146,57 @@ class TrainConfig:
         if "tasks" in d and isinstance(d["tasks"], (list, str)):
             d["tasks"] = tuple(d["tasks"].split(",")) if isinstance(d["tasks"], str) else tuple(d["tasks"])
         return override(cls(), d)
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _coerce(name: str, typ: str, v):
+    """A config value of the field's type: unambiguous strings are read ("1e-5", "true"), the rest refused."""
+    def bad(why: str = ""):
+        return ValueError(f"{name} must be {typ}{why}; got {v!r} ({type(v).__name__})")
+
+    if typ == "bool":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+            return v.strip().lower() in _TRUE
+        raise bad(" (true or false)")
+    if typ == "int":
+        if isinstance(v, bool):
+            raise bad()
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return int(v.strip())
+            except ValueError:
+                raise bad(" (a whole number)") from None
+        raise bad(" (a whole number)")
+    if typ == "float":
+        if isinstance(v, bool):
+            raise bad()
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return float(v.strip())
+            except ValueError:
+                raise bad(" (a number such as 1e-5)") from None
+        raise bad()
+    if typ == "str":
+        if not isinstance(v, str):
+            raise bad()
+        return v
+    if typ.startswith("tuple"):
+        if isinstance(v, str):
+            v = tuple(x.strip() for x in v.split(",") if x.strip())
+        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        raise bad(" (task names)")
+    return v
 
 
 def task_values(spec: str, key: str = "value") -> dict[str, float]:
@@ -174,6 +252,31 @@ class TaskStream:
     def load_state_dict(self, s: dict) -> None:
         self.epoch, self.pos = s["epoch"], s["pos"]
         self._batches = self._epoch_batches()
+
+
+def _numpy_state_plain() -> list:
+    """numpy's global RNG state as plain Python values (a list and ints)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state_restore(st) -> None:
+    name, keys, pos, has_gauss, cached = st
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """torch.load with weights_only=True: tensors and plain containers, never code.
+
+    A file that is not such a checkpoint (truncated, garbage, or a pickle that would run code) is an
+    error naming it and saying what to do; nothing in it is executed.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a loadable minbert checkpoint ({first[:200]}); it was not executed. "
+                         f"Delete it to restart the run from scratch (or from best.pt by hand)") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -243,8 +346,11 @@ class Trainer:
         if cfg.mode == "pretrain":
             self.model.encoder.requires_grad_(False)
         self.shared = self.model.shared_named_parameters()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
+        new = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+        groups = [{"params": enc, "lr": cfg.lr}] if enc else []
+        groups.append({"params": new, "lr": cfg.head_lr})
+        self.optimizer = AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # A frozen encoder in eval mode is a fixed function: encode each example once.
         self.cached = cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm
         self.cache: dict[tuple[str, str], torch.Tensor] = {}
@@ -347,7 +453,8 @@ class Trainer:
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "history": self.history, "telemetry": self.telemetry, "best": self.best,
                 "elapsed_s": self.elapsed, "examples": self.examples, "train_time_s": self.train_time,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                # plain types only, so resuming loads with weights_only=True (no pickled code)
+                "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state_plain(),
                         "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
 
@@ -360,7 +467,7 @@ class Trainer:
         self.history, self.telemetry, self.best = st["history"], st["telemetry"], st["best"]
         self.elapsed, self.examples, self.train_time = st["elapsed_s"], st["examples"], st["train_time_s"]
         torch.set_rng_state(st["rng"]["torch"])
-        np.random.set_state(st["rng"]["numpy"])
+        _numpy_state_restore(st["rng"]["numpy"])
         random.setstate(st["rng"]["python"])
         if st["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
@@ -382,7 +489,7 @@ class Trainer:
         self.examples = 0
         epoch = step0 = gstep = 0
         if resume and last.is_file():
-            epoch, step0, gstep = self._restore(torch.load(last, map_location=self.device, weights_only=False))
+            epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
         dev = None  # stays None only when resuming a run whose last epoch had already finished
@@ -444,7 +551,7 @@ class Trainer:
         return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
-        self.model.load_state_dict(torch.load(self.run_dir / "checkpoints" / "best.pt", map_location=self.device))
+        self.model.load_state_dict(load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device))
         files = self.write_predictions()
         baselines = {t: {**beats_trivial(t, self.best["dev"][t], self.data[t]["dev"].labels.float()),
                          "trained": t in self.train_tasks} for t in self.cfg.tasks}
@@ -514,7 +621,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         while run_dir.exists():  # two runs started in the same second
             n += 1
             run_dir = base.with_name(f"{base.name}-{n}")
+    with folder_lock(run_dir):  # one writer per run folder; a second process fails naming the first
+        return _train_locked(cfg, run_dir, resume, progress, stop_after_steps)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,
+                  stop_after_steps: int | None) -> Path:
     cfg_file = run_dir / "config.json"
+    if resume and not cfg_file.is_file():
+        raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
+                         "drop --resume to start it, or check --run-id and --runs-dir")
     if resume and cfg_file.is_file():
         saved = json.loads(cfg_file.read_text())["config"]
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))

@@ -12,7 +12,7 @@ import yaml
 
 from minbert_core.cli import main
 from minbert_core.study import TRAINING_NOTEBOOKS as TRAINING
-from minbert_core.study import expand, load_plan, run_study
+from minbert_core.study import expand, load_plan, notebook_parameters, run_study
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 FIGURES = ["learning_curves", "dev_metrics", "hyperparameter_effects", "gradient_conflict_summary",
@@ -40,6 +40,11 @@ def test_notebook_is_clean_and_thin(path):
         ast.literal_eval(stmt.value)
     for line in params[0].source.splitlines():
         assert "#" in line, f"{path.name}: parameter without a comment: {line}"
+    import papermill
+
+    documented = papermill.inspect_notebook(str(path))  # what `papermill --help-notebook` shows
+    assert list(documented) == list(notebook_parameters(path)), f"{path.name}: papermill cannot parse a line"
+    assert all(p["help"] for p in documented.values())
 
 
 def test_plan_expansion(tmp_path):

@@ -253,3 +253,14 @@ def test_dev_limits_cap_one_task_dev_only(tmp_path, data_root):
     tr = Trainer(_cfg(tmp_path, data_root, strategy="single", eval_limit=40, dev_limits="para=12"), tmp_path / "d")
     assert len(tr.data["para"]["dev"]) == 12 and len(tr.data["sst"]["dev"]) == 40
     assert len(tr.data["sst"]["test"]) == 40  # test keeps eval_limit
+
+
+def test_lr_head_trains_new_layers_faster(tmp_path, data_root):
+    """Heads and the bi-LSTM get lr_head when fine-tuning; the encoder keeps lr_finetune."""
+    tr = Trainer(_cfg(tmp_path, data_root, lstm=True, lr_finetune=1e-4, lr_head=1e-3), tmp_path / "h")
+    enc, new = tr.optimizer.param_groups
+    assert enc["lr"] == 1e-4 and new["lr"] == 1e-3
+    assert {id(p) for p in enc["params"]} == {id(p) for p in tr.model.encoder.parameters()}
+    assert {id(p) for p in tr.model.lstm.parameters()} <= {id(p) for p in new["params"]}
+    same = Trainer(_cfg(tmp_path, data_root, lr_finetune=1e-4), tmp_path / "s")
+    assert [g["lr"] for g in same.optimizer.param_groups] == [1e-4, 1e-4]  # 0: one rate, as the original
