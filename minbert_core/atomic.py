@@ -1,6 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> No
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:  # name the file; the old one is still in place
+            raise OSError(e.errno, f"{path}: no space left on device; the previous version of the file "
+                                   "is intact. Free some space and resume") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

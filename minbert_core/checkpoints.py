@@ -57,11 +57,16 @@ def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     for fname in WEIGHT_FILES:
         f = folder / fname
         if f.is_file():
-            if fname.endswith(".safetensors"):
-                from safetensors.torch import load_file
+            try:
+                if fname.endswith(".safetensors"):
+                    from safetensors.torch import load_file
 
-                return load_file(str(f))
-            return torch.load(f, map_location="cpu", weights_only=True)
+                    return load_file(str(f))
+                return torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as e:  # safetensors and torch raise many types for a damaged file
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise ValueError(f"{f}: cannot read the weights ({first}); the file is truncated or not a "
+                                 "checkpoint: download it again or point at another folder") from None
     raise FileNotFoundError(f"{folder}: no weights file (expected one of {', '.join(WEIGHT_FILES)})")
 
 

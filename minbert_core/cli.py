@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="minbert", description="minBERT multi-task study toolkit")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("sanity", help="model parity with transformers and the AdamW check, as a table")
@@ -192,11 +193,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines drown the progress
+    from .train import TrainingDiverged
+
     try:
         return a.fn(a)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # the user's input: a flag, a file, a key
+        if a.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (TrainingDiverged, OSError, RuntimeError) as e:  # the run itself failed
+        if a.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Bad rows are reported with file and line, skipped and counted; they never reach 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import random
@@ -103,6 +104,17 @@ def file_path(task: str, split: str, root: str | Path | None = None) -> Path:
     return Path(root if root is not None else data_dir()) / DATASETS[task].files[split]
 
 
+def _rows(reader, path: Path):
+    """The reader's rows; a malformed CSV record is an error naming the file and line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: malformed record ({e})") from None
+
+
 def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
                path: str | Path | None = None, sample_seed: int = 0) -> Split | None:
     """Read one split. Returns None only for an optional test file that is absent.
@@ -122,12 +134,21 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
             return None
         raise FileNotFoundError(
             f"{p}: data file not found. Get the data with `minbert data fetch` (online), or "
-            f"`minbert data fetch --from DIR`, or point MINBERT_DATA at a folder that has it "
-            f"(now: {data_dir()})"
+            + (f"`minbert data fetch --from DIR`, or pass a --data-dir that has it (now: {root})"
+               if root is not None else
+               f"`minbert data fetch --from DIR`, or point MINBERT_DATA at a folder that has it "
+               f"(now: {data_dir()})")
         )
     labelled = split != "test"
     out = Split(task, split, p, [], 0)
-    with p.open(newline="", encoding="utf-8") as fh:
+    raw_bytes = p.read_bytes()
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = raw_bytes[: e.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line_no}: not UTF-8 text (byte 0x{raw_bytes[e.start]:02x}); the file is damaged: "
+                         "fetch it again with `minbert data fetch`") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh, delimiter="\t")
         try:
             header = next(reader)
@@ -141,7 +162,7 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
         cols = {c: header.index(c) for c in wanted}
         need = max(cols.values()) + 1
         line = reader.line_num
-        for row in reader:
+        for row in _rows(reader, p):
             start, line = line + 1, reader.line_num
             if not row:
                 continue  # a blank line is not a record
@@ -154,6 +175,8 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
                 label = None
                 if any(not t for t in texts):
                     reason = "empty sentence"
+                elif any("\x00" in t for t in texts):
+                    reason = "NUL byte in a sentence"
                 elif labelled:
                     raw = row[cols[spec.label_column]].strip()
                     if not raw:

@@ -84,8 +84,13 @@ def fetch(dest: str | Path, base_url: str | None = None, src_dir: str | Path | N
         raise FetchError(f"unknown data file(s): {', '.join(unknown)}; known: {', '.join(known)}")
     status: dict[str, str] = {}
     errors: list[str] = []
+    verified: dict[str, bytes] = {}
     for name in names:
         entries = known[name]
+        have = dest / name
+        if have.is_file() and git_blob_id(have.read_bytes()) in {e.git_blob for e in entries}:
+            status[name] = "up to date"  # already verified: neither downloaded nor rewritten
+            continue
         try:
             content = _read_source(name, base_url, src, timeout)
         except FetchError as e:
@@ -108,8 +113,10 @@ def fetch(dest: str | Path, base_url: str | None = None, src_dir: str | Path | N
                           "The download is corrupted or truncated; the existing file was left untouched.")
             status[name] = "refused"
             continue
-        atomic_write_bytes(dest / name, content, fsync=True)
+        verified[name] = content
         status[name] = f"ok ({match.note})" if match.note else "ok"
-    if errors:
-        raise FetchError("data fetch failed for some files:\n  " + "\n  ".join(errors))
+    if errors:  # all or nothing: no file is written unless every file verified
+        raise FetchError("data fetch failed for some files; nothing was written:\n  " + "\n  ".join(errors))
+    for name, content in verified.items():
+        atomic_write_bytes(dest / name, content, fsync=True)
     return status

@@ -577,7 +577,7 @@ class Trainer:
         kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint was saved yet"
         write_json(self.run_dir / "metrics.json", {"status": "diverged", "error": msg, "warnings": self.warnings})
         self._save_records()
-        raise TrainingDiverged(f"non-finite loss at {msg}; run stopped ({kept})")
+        raise TrainingDiverged(f"non-finite loss at {msg}; run stopped ({kept})") from None
 
     # ---- progress -----------------------------------------------------------------------------
     def _bar(self, epoch: int, start: int):
@@ -639,6 +639,10 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool 
             raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
                              "resume with the same settings")
     elif (run_dir / "metrics.json").is_file() and not resume:
+        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+        if status == "diverged":
+            raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
+                             "start again, or choose another --run-id")
         raise ValueError(f"{run_dir} already holds a finished run; choose another run_id or delete it")
     trainer = Trainer(cfg, run_dir, progress=progress)
     params = sum(p.numel() for p in trainer.model.parameters())

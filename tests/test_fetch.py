@@ -60,8 +60,19 @@ def test_corrupted_download_refused_and_nothing_overwritten(server, tmp_path):
     with pytest.raises(FetchError, match="sts-dev.csv: refused"):
         fetch(dest, base_url=url, only=SMALL)
     assert (dest / "sts-dev.csv").read_text() == "previous content"
-    assert (dest / "ids-sst-dev.csv").is_file()  # the good file still arrived
+    assert not (dest / "ids-sst-dev.csv").exists()  # all or nothing: the good file waits for the bad one
     assert not list(dest.glob(".*part"))
+
+
+def test_correct_files_are_neither_fetched_nor_rewritten(server, tmp_path):
+    url, served = server
+    dest = tmp_path / "data"
+    fetch(dest, base_url=url, only=SMALL)
+    before = {n: (dest / n).stat().st_mtime_ns for n in SMALL}
+    for n in SMALL:
+        (served / n).unlink()  # the source no longer has them: a second fetch must not need it
+    assert fetch(dest, base_url=url, only=SMALL) == {n: "up to date" for n in SMALL}
+    assert {n: (dest / n).stat().st_mtime_ns for n in SMALL} == before
 
 
 def test_server_down_is_a_clear_error(tmp_path):
