@@ -66,6 +66,7 @@ def _fmt(v) -> str:
 NOT_LEARNED = "✗"  # a trained task whose dev metric did not beat its trivial baseline by the margin
 UNTRAINED = "°"  # a task the run did not train on (strategy single): expected not to learn
 WITHIN_SPREAD = "†"  # Table 1: differs from the profile's Default by less than the seed spread
+EXPECTED = "⊘"  # did not learn, and the plan says why that is expected (a row reproducing a failure)
 LEGEND = {
     NOT_LEARNED: "did not learn: a trained task whose dev metric does not beat its trivial baseline (majority "
                  "class; r = 0 for STS) by 2 standard errors of that baseline on the evaluated rows. Not a number "
@@ -73,6 +74,8 @@ LEGEND = {
     UNTRAINED: "task not trained by this run (strategy `single` trains SST only): expected not to learn",
     WITHIN_SPREAD: "differs from this profile's Default by less than the seed spread (std over Default and "
                    "the seed rows): not a finding",
+    EXPECTED: "expected not to learn, and it did not: the row reproduces a failure (the plan's reason is in "
+              "the notes)",
 }
 
 
@@ -108,9 +111,10 @@ def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
         trained, learned = _learned(r, task)
         rows.append({"row": e["row"], "column": col, "ours": r.metrics["best_dev"][task],
                      "paper": paper.TABLE1.get(e["row"], {}).get(col), "seed": r.cfg["seed"], "run": e["name"],
-                     "learned": learned,
+                     "learned": learned, "expected_failure": bool(e.get("expect_failure")),
                      "baseline": r.metrics.get("baselines", {}).get(task, {}).get("baseline")})
-    df = pd.DataFrame(rows, columns=["row", "column", "ours", "paper", "seed", "run", "learned", "baseline"])
+    df = pd.DataFrame(rows, columns=["row", "column", "ours", "paper", "seed", "run", "learned", "expected_failure",
+                                     "baseline"])
     # Seed spread per column: the default setting and the rows that only change the seed.
     seed_rows = ["Default"] + [r for r in df["row"].unique() if str(r).startswith("seed=")]
     ok = df[df["row"].isin(seed_rows) & df["learned"].astype(bool)]
@@ -246,6 +250,8 @@ def to_markdown(df: pd.DataFrame, columns: list[str], caption: str, notes: list[
                 cells.append(f"{h['ours']:.3f} ± {h['seed_std']:.3f}")
                 continue
             text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), True)
+            if not bool(h["learned"]) and bool(h.get("expected_failure", False)):
+                text = f"{_fmt(h['ours'])} {EXPECTED} ({_fmt(h['paper'])})"
             if bool(h.get("within_seed_spread", False)) and bool(h["learned"]):
                 text = text.replace(" (", f" {WITHIN_SPREAD} (", 1)
             cells.append(text)
@@ -323,6 +329,8 @@ def _notes(study: dict, runs: dict[str, RunRecord], table: int) -> list[str]:
              f"paper: {paper.PAPER_MODEL}"]
     if table == 1:
         notes += _table1_changes(cells)
+        notes += list(dict.fromkeys(f"'{e['row']}' is expected not to learn: {e['expect_failure']}"
+                                    for e, _ in cells if e.get("expect_failure")))
     if table in (2, 3):
         for e in study["runs"]:
             if e.get("table") == table and e.get("same_as"):
@@ -341,10 +349,13 @@ def _notes(study: dict, runs: dict[str, RunRecord], table: int) -> list[str]:
 def _marks_used(cells: list[tuple[dict, RunRecord]], table: int) -> set[str]:
     """The marks a table's cells can carry, for its legend."""
     used = set()
-    for _, r in cells:
+    for e, r in cells:
         for t in r.cfg["tasks"]:
             trained, learned = _learned(r, t)
-            used |= {UNTRAINED} if not trained else set() if learned else {NOT_LEARNED}
+            if not trained:
+                used.add(UNTRAINED)
+            elif not learned:
+                used.add(EXPECTED if e.get("expect_failure") else NOT_LEARNED)
     return used | ({WITHIN_SPREAD} if table == 1 else set())
 
 

@@ -44,6 +44,7 @@ class PlannedRun:
     experiment: str = ""  # the plan entry this run expands (runs of one entry differ in grid values or seed)
     same_as: str | None = None  # not executed: this table cell reads that experiment's runs
     compare_to: str | None = None  # the report weighs this column's difference to that experiment's
+    expect_failure: str | None = None  # why this row is expected not to learn (it reproduces a failure)
 
 
 def notebook_parameters(path: str | Path) -> dict:
@@ -174,7 +175,8 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
                     _check_training_params(p, nb_params, f"profile {profile}, run {run_name} ({exp['notebook']})")
                 runs.append(((0, i) if seeds else (1, 0), PlannedRun(run_name, exp["notebook"], p, exp.get("table"), exp.get("row"),
                                            exp.get("column"), needs=needs, experiment=exp["name"],
-                                           compare_to=exp.get("compare_to"))))
+                                           compare_to=exp.get("compare_to"),
+                                           expect_failure=exp.get("expect_failure"))))
     ordered = [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
     names = [r.name for r in ordered]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -273,6 +275,9 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     from .data import data_dir
 
     os.environ["MINBERT_DATA"] = str(data_dir().resolve())  # kernels run in their run folders
+    if jobs > 1:  # share the cores: N kernels with all cores' threads each would oversubscribe them
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(max(1, (os.cpu_count() or 1) // jobs)))
     plan = load_plan(plan_path)
     runs = expand(plan, profile, out, nb_dir)
     for r in runs:
