@@ -351,6 +351,7 @@ class Trainer:
         groups = [{"params": enc, "lr": cfg.lr}] if enc else []
         groups.append({"params": new, "lr": cfg.head_lr})
         self.optimizer = AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.weights = {t: cfg.weight(t) for t in cfg.tasks}  # parsed once, not on every step
         # A frozen encoder in eval mode is a fixed function: encode each example once.
         self.cached = cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm
         self.cache: dict[tuple[str, str], torch.Tensor] = {}
@@ -388,7 +389,7 @@ class Trainer:
         return out
 
     def _loss_fn(self, task: str, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
-        spec, w = get_task(task), self.cfg.weight(task)
+        spec, w = get_task(task), self.weights[task]
 
         def fn() -> torch.Tensor:
             with self._autocast():
@@ -514,7 +515,7 @@ class Trainer:
                     n = sum(len(b["index"]) for b in batches.values())
                     self.examples, self.train_time = self.examples + n, self.train_time + dt
                     gstep += 1
-                    losses = {t: v / cfg.weight(t) if cfg.weight(t) else v for t, v in res.losses.items()}
+                    losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in res.losses.items()}
                     self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
                                          **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
                                          "examples_per_s": n / dt})
