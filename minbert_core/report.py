@@ -232,30 +232,35 @@ def _cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: 
     return f"{val}{mark} ({_fmt(paper_v)})"
 
 
+def _grid_rows(df: pd.DataFrame, rows: list[str], cols: list[str], cell) -> list[str]:
+    """Markdown rows of a long table: `cell(row, record)` for each (row, column) present, else blank."""
+    out = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            hit = df[(df["row"] == r) & (df["column"] == c)]
+            cells.append("" if hit.empty else cell(r, hit.iloc[0]))
+        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    return out
+
+
 def to_markdown(df: pd.DataFrame, columns: list[str], caption: str, notes: list[str]) -> str:
     """Table 1 as Markdown: cells 'ours (paper)', with the marks of LEGEND."""
     rows = list(dict.fromkeys(df["row"]))
     cols = [c for c in columns if c in set(df["column"])] + [c for c in dict.fromkeys(df["column"]) if c not in columns]
     out = [f"**{caption}** — each cell: ours (paper)", "", "| | " + " | ".join(cols) + " |",
            "|---|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            hit = df[(df["row"] == r) & (df["column"] == c)]
-            if hit.empty:
-                cells.append("")
-                continue
-            h = hit.iloc[0]
-            if r.startswith("Default, mean"):
-                cells.append(f"{h['ours']:.3f} ± {h['seed_std']:.3f}")
-                continue
-            text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), True)
-            if not bool(h["learned"]) and bool(h.get("expected_failure", False)):
-                text = f"{_fmt(h['ours'])} {EXPECTED} ({_fmt(h['paper'])})"
-            if bool(h.get("within_seed_spread", False)) and bool(h["learned"]):
-                text = text.replace(" (", f" {WITHIN_SPREAD} (", 1)
-            cells.append(text)
-        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    def cell(r: str, h: pd.Series) -> str:
+        if r.startswith("Default, mean"):
+            return f"{h['ours']:.3f} ± {h['seed_std']:.3f}"
+        text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), True)
+        if not bool(h["learned"]) and bool(h.get("expected_failure", False)):
+            text = f"{_fmt(h['ours'])} {EXPECTED} ({_fmt(h['paper'])})"
+        if bool(h.get("within_seed_spread", False)) and bool(h["learned"]):
+            text = text.replace(" (", f" {WITHIN_SPREAD} (", 1)
+        return text
+
+    out += _grid_rows(df, rows, cols, cell)
     out += [""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
 
@@ -268,19 +273,13 @@ def metrics_markdown(summary: pd.DataFrame, columns: list[str], caption: str, no
     cols += [c for c in dict.fromkeys(summary["column"]) if c not in cols]
     out = [f"**{caption}** — each cell: ours, mean ± std over seeds (paper)", "",
            "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            hit = summary[(summary["row"] == r) & (summary["column"] == c)]
-            if hit.empty:
-                cells.append("")
-                continue
-            h = hit.iloc[0]
-            text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), bool(h["trained"]), h["std"], int(h["n"]))
-            if h["metric"] == "overall" and c in inconsistent:
-                text = text[:-1] + f"{INCONSISTENT})"
-            cells.append(text)
-        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    def cell(r: str, h: pd.Series) -> str:
+        text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), bool(h["trained"]), h["std"], int(h["n"]))
+        if h["metric"] == "overall" and h["column"] in inconsistent:
+            text = text[:-1] + f"{INCONSISTENT})"
+        return text
+
+    out += _grid_rows(summary, rows, cols, cell)
     n = summary.groupby("column")["n"].max()
     out.append("| seeds | " + " | ".join(str(int(n.get(c, 0))) for c in cols) + " |")
     out += [""] + [f"- {x}" for x in notes]
