@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import atomic_write_text
+from .progress import format_duration
 from .runs import folder_lock, write_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -241,7 +242,30 @@ def execute(notebook: Path, output: Path, params: dict, kernel: str) -> None:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name=kernel, cwd=str(output.parent),
-                        progress_bar=False, log_output=False)
+                        progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager_class())
+
+
+def _kernel_manager_class() -> type:
+    """Kernels talk over Unix sockets where there are any: no TCP ports opened, and no "Kernel is
+    running over TCP without encryption" warning from every notebook. Windows keeps TCP."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    if os.name == "nt":
+        return AsyncKernelManager
+    return type("IPCKernelManager", (AsyncKernelManager,),
+                {"transport": CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)})
+
+
+def _score_text(run_dir: Path) -> str:
+    """', overall 0.718' (or the one task's metric) from a finished training run; '' otherwise."""
+    try:
+        best = json.loads((run_dir / "metrics.json").read_text()).get("best_dev") or {}
+    except (OSError, ValueError):
+        return ""
+    if "overall" in best:
+        return f", dev overall {best['overall']:.3f}"
+    return "".join(f", dev {k} {v:.3f}" for k, v in best.items())
 
 
 def _error_text(e: Exception) -> str:
@@ -296,12 +320,18 @@ def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, n
     t_study = time.perf_counter()
     by_name = {r.name: r for r in runs}
 
+    ran: list[float] = []  # seconds of the notebooks executed by this invocation, for the ETA
+
     def report_progress(r: PlannedRun) -> None:
         done[0] += 1
         took = f" in {r.seconds:.0f} s" if r.seconds is not None else ""
+        if r.seconds is not None:
+            ran.append(r.seconds)
         elapsed = time.perf_counter() - t_study
-        print(f"[{done[0]}/{total}] {r.name} ({r.notebook}): {r.status}{took} | study {elapsed / 60:.1f} min",
-              flush=True)
+        left = total - 1 - done[0]  # notebooks still to settle, the report aside
+        eta = f", ETA {format_duration(sum(ran) / len(ran) * left / jobs)}" if ran and left > 0 else ""
+        print(f"[{done[0]}/{total}] {r.name} ({r.notebook}): {r.status}{took}{_score_text(out / r.name)} | "
+              f"study {elapsed / 60:.1f} min{eta}", flush=True)
         if r.error:
             print(f"    error: {r.error}", file=sys.stderr, flush=True)
         record()

@@ -24,6 +24,7 @@ from .config import override
 from .data import DATASETS, Split, data_dir, load_split
 from .multitask import MultitaskBert, load_encoder, tokenizer_name
 from .optim import AdamW
+from .progress import ProgressLog
 from .atomic import atomic_write_text
 from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
@@ -306,6 +307,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None):
         self.cfg, self.run_dir = cfg, run_dir
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.strategy = get_strategy(cfg.strategy, seed=cfg.seed)
@@ -406,11 +408,15 @@ class Trainer:
         self.model.eval()
         spec = get_task(task)
         preds = torch.empty(len(ts), dtype=torch.float32)
+        done = 0
         for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
             batch = ts.batch(idx)
             with self._autocast():
                 out = self.model.heads[task](self._features(task, split, batch)).float()
             preds[idx] = spec.predict(out).float().cpu()
+            done += len(idx)
+            if self.log is not None:
+                self.log.rows(f"predicting {task} {split}", done, len(ts))
         return preds
 
     def evaluate(self, split: str = "dev") -> dict[str, float]:
@@ -493,6 +499,8 @@ class Trainer:
             epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
+        if not self.progress:
+            self.log = ProgressLog(cfg.epochs * self.steps_per_epoch, done_steps=gstep)
         dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
             for epoch in range(epoch, cfg.epochs):
@@ -521,6 +529,8 @@ class Trainer:
                                          "examples_per_s": n / dt})
                     self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r}
                                        for r in res.telemetry]
+                    if self.log is not None:
+                        self.log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()},

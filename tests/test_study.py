@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import collections
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -181,7 +182,7 @@ def test_study_resumes_by_skipping_complete_runs(smoke_study):
     assert again[-1].status == "complete"
 
 
-def test_failing_notebook_is_reported_and_others_run(tmp_path, data_root, capsys):
+def test_failing_notebook_is_reported_and_others_run(tmp_path, data_root, capfd):
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "profiles:\n  smoke: {common: {checkpoint: 'random:tiny', epochs: 1, train_limit: 16, eval_limit: 16}}\n"
@@ -190,7 +191,10 @@ def test_failing_notebook_is_reported_and_others_run(tmp_path, data_root, capsys
         "  - {table: 1, notebook: 01_sentiment, name: good, row: Default, grid: {task: sst}}\n")
     code = main(["study", "--profile", "smoke", "--plan", str(plan), "--out", str(tmp_path / "s")])
     assert code == 1
-    err = capsys.readouterr().err
+    out, err = capfd.readouterr()  # file descriptors: the kernels' own stderr is caught too
+    assert re.search(r"^\[1/3\] bad \(01_sentiment\): failed in \d+ s \| study [\d.]+ min, ETA \d+", out, re.M), out
+    assert re.search(r"^\[2/3\] good \(01_sentiment\): complete in \d+ s, dev sst 0\.\d{3} \| study", out, re.M), out
+    assert "without encryption" not in err  # kernels over IPC: no TCP warning per notebook
     assert str(tmp_path / "s" / "bad" / "notebook.ipynb") in err and "unknown task 'imdb'" in err
     assert (tmp_path / "s" / "good" / ".complete").is_file()
     assert (tmp_path / "s" / "report" / "tables" / "table1.md").is_file()
