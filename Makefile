@@ -25,7 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name minbert --display-name "Python (minbert)" >/dev/null
 	touch $@
 
+# The test suite; fetches the data first where it is missing (without it, the data tests skip and
+# the summary says how many and how to get it).
 test: $(VENV)/.installed
+	@test -f "$(MINBERT_DATA)/ids-sst-train.csv" || $(VENV)/bin/minbert data fetch --dest "$(MINBERT_DATA)" || \
+		echo "make test: could not fetch the data into $(MINBERT_DATA); tests that need it will be skipped" >&2
 	$(PY) -m pytest -q
 
 sanity: $(VENV)/.installed

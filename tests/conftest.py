@@ -12,12 +12,15 @@ TINY = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, in
                   max_position_embeddings=128)
 
 
+NO_DATA = "data not found in"  # the root conftest.py counts skips with this reason
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real CS224N data; tests needing it skip with a reason where it is absent."""
     root = Path(os.environ.get("MINBERT_DATA", "data"))
     if not (root / "ids-sst-train.csv").is_file():
-        pytest.skip(f"data not found in {root}: set MINBERT_DATA (CI uses ../shared/data)")
+        pytest.skip(f"{NO_DATA} {root}: set MINBERT_DATA (CI uses ../shared/data)")
     return root
 
 
