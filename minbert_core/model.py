@@ -4,6 +4,7 @@ embeddings -> self-attention -> attention output -> feed-forward -> layer -> enc
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,10 @@ class BertModel(nn.Module):
         folder = resolve_checkpoint(name_or_path)
         cfg = override(BertConfig.from_json_file(folder / "config.json"), config_overrides)
         model = cls(cfg)
-        sd, _dropped = normalize_keys(load_state_dict(folder))
+        sd, dropped = normalize_keys(load_state_dict(folder))
+        if dropped:  # pretraining heads (cls.*) and position_ids buffers: not encoder weights
+            logging.getLogger("minbert.model").debug("%s: not loaded (%d keys): %s", folder, len(dropped),
+                                                     ", ".join(dropped[:10]))
         own = model.state_dict()
         missing = sorted(set(own) - set(sd))
         unexpected = sorted(set(sd) - set(own))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import random
 import re
@@ -31,7 +30,6 @@ from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
 from .tasks import TASKS, beats_trivial, get_task, overall_score
 from .tokenizer import load_tokenizer
 
-log = logging.getLogger("minbert.train")
 
 
 _SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -307,7 +305,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None):
         self.cfg, self.run_dir = cfg, run_dir
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
+        self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.strategy = get_strategy(cfg.strategy, seed=cfg.seed)
@@ -415,8 +413,8 @@ class Trainer:
                 out = self.model.heads[task](self._features(task, split, batch)).float()
             preds[idx] = spec.predict(out).float().cpu()
             done += len(idx)
-            if self.log is not None:
-                self.log.rows(f"predicting {task} {split}", done, len(ts))
+            if self.progress_log is not None:
+                self.progress_log.rows(f"predicting {task} {split}", done, len(ts))
         return preds
 
     def evaluate(self, split: str = "dev") -> dict[str, float]:
@@ -440,14 +438,14 @@ class Trainer:
         out = []
         for task in self.cfg.tasks:
             spec = get_task(task)
-            for split, name in (("dev", "dev"), ("test", "test")):
+            for split in ("dev", "test"):
                 if split not in self.data[task]:
                     continue
                 preds = self.predict(task, split)
                 ids = [e.id for e in self.data[task][split].split.examples]
                 fmt = (lambda v: f"{v:.4f}") if task == "sts" else (lambda v: str(int(v)))
                 lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {fmt(v)} \n" for i, v in zip(ids, preds.tolist())]
-                path = self.run_dir / "predictions" / f"{task}-{name}-output.csv"
+                path = self.run_dir / "predictions" / f"{task}-{split}-output.csv"
                 atomic_write_text(path, "".join(lines))
                 out.append(str(path.relative_to(self.run_dir)))
         return out
@@ -500,7 +498,7 @@ class Trainer:
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
         if not self.progress:
-            self.log = ProgressLog(cfg.epochs * self.steps_per_epoch, done_steps=gstep)
+            self.progress_log = ProgressLog(cfg.epochs * self.steps_per_epoch, done_steps=gstep)
         dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
             for epoch in range(epoch, cfg.epochs):
@@ -529,8 +527,8 @@ class Trainer:
                                          "examples_per_s": n / dt})
                     self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r}
                                        for r in res.telemetry]
-                    if self.log is not None:
-                        self.log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
+                    if self.progress_log is not None:
+                        self.progress_log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()},

@@ -38,7 +38,12 @@ def test_figure_data_equals_telemetry(two_runs):
         exp = tele[(tele.task_a == "sst") & (tele.task_b == "sts") & (tele.group == "layer_1")].sort_values("step")
         assert data["curves"][name]["cosine"].tolist() == exp["cosine"].tolist()
     assert list(data["heatmap"].index) == ["overall", "embeddings", "layer_0", "layer_1", "pooler"]
-    assert len(fig.axes) >= 5
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "gradient cosine, sst / sts, layer_1" and "distribution of cosines" in titles
+    assert "gradient norm ratio |g_sst| / |g_sts|" in titles and "layer group x step (sum)" in titles
+    # the cosine curves drawn are the telemetry's, run by run
+    drawn = [line.get_ydata().tolist() for line in fig.axes[0].get_lines() if line.get_label() in runs]
+    assert drawn == [data["curves"][n]["cosine"].tolist() for n in runs]
 
 
 def test_widget_callbacks_headless(two_runs):

@@ -72,21 +72,25 @@ def test_two_tasks_projected_gradient_orthogonal_to_other_original(a, b):
         assert torch.allclose(out, g1 + g2) and not projected.any()
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(vec, min_size=3, max_size=4), st.integers(0, 2**31 - 1))
-def test_same_seed_same_result(G, seed):
-    a, _ = _combine(G, seed)
-    b, _ = _combine(G, seed)
-    assert torch.equal(a, b)
-
-
-def test_task_order_comes_from_own_generator_not_global_rng():
+def test_task_order_is_drawn_from_own_seeded_generator():
     G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-0.2, -1.0, 1.0]])
     torch.manual_seed(0)
     a, _ = PCGrad(seed=5).combine(G)
     torch.manual_seed(123)
     b, _ = PCGrad(seed=5).combine(G)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # the global RNG does not matter, the strategy's seed does
+    # with three conflicting tasks the projection order changes the result: the order really is drawn
+    assert len({tuple(PCGrad(seed=s).combine(G)[0].tolist()) for s in range(20)}) > 1
+
+
+def test_resumed_generator_continues_the_same_sequence():
+    G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-0.2, -1.0, 1.0]])
+    p = PCGrad(seed=7)
+    p.combine(G)
+    q = PCGrad(seed=0)
+    q.load_state_dict(p.state_dict())
+    for _ in range(5):
+        assert torch.equal(p.combine(G)[0], q.combine(G)[0])
 
 
 class Toy(nn.Module):
@@ -95,6 +99,7 @@ class Toy(nn.Module):
         torch.manual_seed(0)
         self.encoder = nn.Linear(3, 4)
         self.heads = nn.ModuleDict({"a": nn.Linear(4, 1), "b": nn.Linear(4, 1)})
+        self.unused = nn.Linear(2, 2)  # in no task's graph
 
     def shared(self):
         return [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters()]
@@ -122,7 +127,7 @@ def test_backward_contract_sum_and_pcgrad_heads_untouched():
         res = strat.backward(_losses(m, x), m.shared(), record=True)
         assert set(res.losses) == {"a", "b"}
         # heads get exactly their own task's gradient: surgery touches shared parameters only
-        assert "heads.b.weight" not in tg["a"]
+        assert m.unused.weight.grad is None  # no zero gradients written where no task reached
         assert torch.allclose(m.heads["a"].weight.grad, tg["a"]["heads.a.weight"])
         assert torch.allclose(m.heads["b"].weight.grad, tg["b"]["heads.b.weight"])
         flat = [torch.cat([tg[t]["encoder.weight"].flatten(), tg[t]["encoder.bias"]]) for t in ("a", "b")]

@@ -25,11 +25,18 @@ def test_uncased_vocab_and_truncation():
     assert len(encode(tok, [long], [long], max_length=20)[0]["input_ids"]) == 20
 
 
-def test_matches_transformers_directly():
+def test_ids_are_the_vocab_files_wordpieces():
+    """Checked against the checkpoint's vocab.txt, not against the tokenizer itself: the wordpieces
+    are written out by hand (BERT's README: "John Johanson 's house" -> john johan ##son ' s house)."""
+    from minbert_core.checkpoints import resolve_checkpoint
+
+    vocab = {w: i for i, w in enumerate((resolve_checkpoint("minilm-l6") / "vocab.txt").read_text(
+        encoding="utf-8").splitlines())}
     tok = load_tokenizer("minilm-l6")
-    ref = tok("It 's a lovely film .", "Two dogs .")
-    [ours] = encode(tok, ["It 's a lovely film ."], ["Two dogs ."])
-    assert ours["input_ids"] == ref["input_ids"] and ours["token_type_ids"] == ref["token_type_ids"]
+    [ours] = encode(tok, ["John Johanson 's house"], ["Two dogs ."])
+    pieces = ["[CLS]", "john", "johan", "##son", "'", "s", "house", "[SEP]", "two", "dogs", ".", "[SEP]"]
+    assert ours["input_ids"] == [vocab[w] for w in pieces]
+    assert ours["token_type_ids"] == [0] * 8 + [1] * 4
 
 
 def test_tokenizer_from_a_checkpoint_folder(tiny_checkpoint):
