@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
     _add_config_flags(t, sentiment)
     t.set_defaults(fn=_cmd_train, defaults=sentiment)
-    m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum or pcgrad)")
+    m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum, pcgrad, mgda-ub, imtl-g or aligned-mtl)")
     m.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
     _add_config_flags(m, TrainConfig())
     m.set_defaults(fn=_cmd_train, defaults=TrainConfig())

@@ -1,5 +1,5 @@
 """Gradient-combination strategies behind one contract: `backward(loss_fns, shared)`, then a normal
-optimizer.step().
+optimizer.step(). Registered by name in STRATEGIES: single, sum, pcgrad, mgda-ub, imtl-g, aligned-mtl.
 
 Each task's forward and backward run in turn, so only one task's graph is alive at a time. Heads
 receive their own task's gradient; only the shared parameters' gradients are combined.
@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from .gram_methods import aligned_mtl_weights, imtl_g_weights, min_norm_weights
 
 LossFn = Callable[[], torch.Tensor]
 
@@ -70,25 +72,32 @@ def _run_task(task: str, fn: LossFn) -> torch.Tensor:
     return loss.detach()
 
 
-class SumLoss:
-    """L = sum of task losses (the paper's 'combined loss'); per-task backward, grads accumulate."""
+class GradientStrategy:
+    """The contract: per-task gradients on the shared parameters in, one combined gradient out.
 
-    name = "sum"
+    `backward` runs each task's forward and backward in turn, keeps a copy of each task's shared
+    gradient in one (T, P) buffer, and writes `combine(G)` back as the shared parameters' gradient;
+    heads keep their own task's gradient. A subclass supplies `combine` (or, Gram-based, `weights`),
+    and `state_dict`/`load_state_dict` for whatever a resumed run needs.
+    """
+
+    name = ""
+    needs_task_grads = True  # False: when nothing is recorded, backward just lets gradients accumulate
 
     def __init__(self, seed: int = 0):
         self.flat = _FlatGrads()
+        self.last_weights: torch.Tensor | None = None  # w of the last combination d = w^T G, for telemetry
 
     def train_tasks(self, tasks: Sequence[str], single_task: str) -> tuple[str, ...]:
         return tuple(tasks)
 
     def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Combined shared gradient and the (T, T) 'i was projected onto j's normal plane' flags."""
-        return G.sum(0), torch.zeros(G.shape[0], G.shape[0], dtype=torch.bool)
-
-    needs_task_grads = False
+        """Combined shared gradient from the (T, P) task gradients, and (T, T) flags of the pairs the
+        strategy altered (PCGrad: i was projected onto j's normal plane)."""
+        raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Strategy state a resumed run needs (none for the plain sum)."""
+        """Strategy state a resumed run needs (none by default)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
@@ -114,12 +123,44 @@ class SumLoss:
                     G[i, s:e].copy_(p.grad.reshape(-1))
                     touched[k] = True
                     p.grad = None  # isolate the next task's gradient
-        combined, projected = self.combine(G)
+        combined, altered = self.combine(G)
         for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
             if touched[k]:  # parameters no task reached keep grad None (no zero grads written)
                 p.grad = combined[s:e].view_as(p).to(p.dtype)
-        rows = telemetry_rows(G, tasks, shared, self.flat.slices, projected) if record else []
+        rows = telemetry_rows(G, tasks, shared, self.flat.slices, altered, self.last_weights) if record else []
         return StepResult(losses, rows)
+
+
+class GramStrategy(GradientStrategy):
+    """A strategy whose combined gradient is d = w^T G, with w computed from the T x T Gram matrix
+    G G^T alone: the P-dimensional work is one Gram product and one weighted sum."""
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,) float64 weights and (T, T) altered-pair flags from the float64 CPU Gram matrix."""
+        raise NotImplementedError
+
+    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gram = (G @ G.T).double().cpu()  # (T, T)
+        w, altered = self.weights(gram)
+        self.last_weights = w
+        return w.to(G.dtype).to(G.device) @ G, altered
+
+
+class SumLoss(GramStrategy):
+    """L = sum of task losses (the paper's 'combined loss'); per-task backward, grads accumulate."""
+
+    name = "sum"
+    needs_task_grads = False
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return torch.ones(T, dtype=torch.float64), torch.zeros(T, T, dtype=torch.bool)
+
+    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plain sum (no Gram product needed); telemetry steps only."""
+        T = G.shape[0]
+        self.last_weights = torch.ones(T, dtype=torch.float64)
+        return G.sum(0), torch.zeros(T, T, dtype=torch.bool)
 
 
 class SingleTask(SumLoss):
@@ -133,7 +174,7 @@ class SingleTask(SumLoss):
         return (single_task,)
 
 
-class PCGrad(SumLoss):
+class PCGrad(GramStrategy):
     """Gradient surgery (Yu et al. 2020) on the shared parameters.
 
     For each task i, its gradient is projected onto the normal plane of every other task's
@@ -142,22 +183,20 @@ class PCGrad(SumLoss):
     """
 
     name = "pcgrad"
-    needs_task_grads = True
 
     def __init__(self, seed: int = 0):
         super().__init__(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PCGrad's combined gradient, computed as a weighted sum of the task gradients.
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PCGrad's combined gradient as a weighted sum of the task gradients.
 
         Every projected g_i' stays in the span of the original gradients, g_i' = sum_k a_ik g_k, and
         every dot product it needs is a combination of the Gram matrix G G^T. So the surgery runs on
         T x T scalars and the result is w^T G with w_k = sum_i a_ik: no per-task copies of the
         P-dimensional gradients beyond G itself (same result as the textbook loop, up to rounding).
         """
-        T = G.shape[0]
-        gram = (G @ G.T).double().cpu()  # (T, T)
+        T = gram.shape[0]
         projected = torch.zeros(T, T, dtype=torch.bool)
         w = torch.zeros(T, dtype=torch.float64)
         for i in range(T):
@@ -171,7 +210,7 @@ class PCGrad(SumLoss):
                     a[j] -= dot / gram[j, j]  # g_i' -= (g_i' . g_j / |g_j|^2) g_j
                     projected[i, j] = True
             w += a
-        return w.to(G.dtype).to(G.device) @ G, projected
+        return w, projected
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -180,9 +219,47 @@ class PCGrad(SumLoss):
         self.generator.set_state(state["generator"])
 
 
+class MGDA(GramStrategy):
+    """MGDA-UB (Sener & Koltun 2018), on the shared parameters' gradients: d is the min-norm point of
+    the convex hull of the task gradients (weights in the simplex, so |d| is at most the smallest
+    task gradient's norm: its step is shorter than the sum's, which adds T gradients)."""
+
+    name = "mgda-ub"
+    needs_task_grads = True
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return min_norm_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+
+
+class IMTLG(GramStrategy):
+    """IMTL-G (Liu et al. 2021): d = sum w_i g_i, sum w_i = 1, with equal projections on every unit
+    task gradient, so no task is favoured by its gradient's scale."""
+
+    name = "imtl-g"
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return imtl_g_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+
+
+class AlignedMTL(GramStrategy):
+    """Aligned-MTL (Senushkin et al. 2023): the task gradients made orthogonal with equal norms (the
+    smallest singular value of G), then summed, so no task's gradient dominates the step."""
+
+    name = "aligned-mtl"
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return aligned_mtl_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+
+
 def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple[str, nn.Parameter]],
-                   slices: Sequence[tuple[int, int]], projected: torch.Tensor) -> list[dict]:
-    """Tidy rows: per task pair and layer group, cosine of the two gradients and their norms."""
+                   slices: Sequence[tuple[int, int]], projected: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> list[dict]:
+    """Tidy rows: per task pair and layer group, cosine of the two gradients and their norms; with
+    the combination's weights w, also each task's weight and the cosine of the combined direction
+    d = w^T G with each task's gradient (d . g_i = (gram w)_i, |d|^2 = w^T gram w)."""
     groups: dict[str, torch.Tensor] = {}
     for (name, _), (s, e) in zip(shared, slices):
         g = G[:, s:e]
@@ -195,20 +272,31 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
         gram = gram.double().cpu()
         if not bool(gram.diagonal().any()):
             continue  # parameters no task reached (e.g. the pooler under a bi-LSTM): nothing to compare
+        norms = gram.diagonal().clamp(min=0).sqrt()
+        if weights is not None:
+            dg = gram @ weights  # d . g_i on this group
+            dn = math.sqrt(max(float(weights @ dg), 0.0))
+            cos_d = [float(dg[i] / (dn * norms[i])) if dn > 0 and norms[i] > 0 else float("nan")
+                     for i in range(len(tasks))]
         for i in range(len(tasks)):
             for j in range(i + 1, len(tasks)):
-                ni, nj = math.sqrt(gram[i, i]), math.sqrt(gram[j, j])
-                rows.append({"group": group, "task_a": tasks[i], "task_b": tasks[j],
-                             "cosine": float(gram[i, j] / (ni * nj)) if ni > 0 and nj > 0 else float("nan"),
-                             "norm_a": ni, "norm_b": nj,
-                             "projected_a": bool(projected[i, j]), "projected_b": bool(projected[j, i])})
+                ni, nj = float(norms[i]), float(norms[j])
+                row = {"group": group, "task_a": tasks[i], "task_b": tasks[j],
+                       "cosine": float(gram[i, j] / (ni * nj)) if ni > 0 and nj > 0 else float("nan"),
+                       "norm_a": ni, "norm_b": nj,
+                       "projected_a": bool(projected[i, j]), "projected_b": bool(projected[j, i])}
+                if weights is not None:
+                    row.update(weight_a=float(weights[i]), weight_b=float(weights[j]),
+                               cos_combined_a=cos_d[i], cos_combined_b=cos_d[j])
+                rows.append(row)
     return rows
 
 
-STRATEGIES: dict[str, type[SumLoss]] = {"single": SingleTask, "sum": SumLoss, "pcgrad": PCGrad}
+STRATEGIES: dict[str, type[GradientStrategy]] = {
+    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL)}
 
 
-def get_strategy(name: str, seed: int = 0) -> SumLoss:
+def get_strategy(name: str, seed: int = 0) -> GradientStrategy:
     """Instantiate a registered strategy; an unknown name is an error naming the known ones."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
