@@ -73,6 +73,10 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
         else:
             typ = _bool if isinstance(default, bool) else type(default)
             shown = default
+        if f.name == "strategy":  # the registry, not a comment, names every strategy
+            from .strategies import STRATEGIES
+
+            help_ = f"gradient combination: {' | '.join(STRATEGIES)} (README: each with its paper)"
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
                        help=f"{help_} (default: {shown})")
 
@@ -144,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
     _add_config_flags(t, sentiment)
     t.set_defaults(fn=_cmd_train, defaults=sentiment)
-    m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum, pcgrad, mgda-ub, imtl-g or aligned-mtl)")
+    m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum, pcgrad or another of --strategy)")
     m.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
     _add_config_flags(m, TrainConfig())
     m.set_defaults(fn=_cmd_train, defaults=TrainConfig())

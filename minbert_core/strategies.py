@@ -1,5 +1,6 @@
 """Gradient-combination strategies behind one contract: `backward(loss_fns, shared)`, then a normal
-optimizer.step(). Registered by name in STRATEGIES: single, sum, pcgrad, mgda-ub, imtl-g, aligned-mtl.
+optimizer.step(). Registered by name in STRATEGIES: single, sum, pcgrad, mgda-ub, imtl-g, aligned-mtl, cagrad,
+nash-mtl, gradvac.
 
 Each task's forward and backward run in turn, so only one task's graph is alive at a time. Heads
 receive their own task's gradient; only the shared parameters' gradients are combined.
@@ -14,7 +15,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .gram_methods import aligned_mtl_weights, imtl_g_weights, min_norm_weights
+from .gram_methods import (aligned_mtl_weights, cagrad_weights, gradvac_weights, imtl_g_weights, min_norm_weights,
+                           nash_mtl_weights)
 
 LossFn = Callable[[], torch.Tensor]
 
@@ -243,6 +245,61 @@ class IMTLG(GramStrategy):
         return imtl_g_weights(gram), torch.zeros(T, T, dtype=torch.bool)
 
 
+class CAGrad(GramStrategy):
+    """CAGrad (Liu et al. 2021): the step within c |g0| of the average gradient g0 that maximises the
+    worst task's improvement; c = 0.4, and the paper's rescaling by 1 / (1 + c^2)."""
+
+    name = "cagrad"
+    c = 0.4
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return cagrad_weights(gram, self.c) / (1 + self.c ** 2), torch.zeros(T, T, dtype=torch.bool)
+
+
+class NashMTL(GramStrategy):
+    """Nash-MTL (Navon et al. 2022): the Nash bargaining weights alpha_i (G G^T alpha)_i = 1, by
+    Newton's method on the T x T problem (no cvxpy)."""
+
+    name = "nash-mtl"
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return nash_mtl_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+
+
+class GradVac(GramStrategy):
+    """Gradient Vaccine (Wang et al. 2021), on the whole shared gradient: each task's gradient is
+    raised towards an EMA target cosine (beta = 0.01, targets from 0) with every other task, in a
+    seeded random order as PCGrad's; the targets are state, saved for resume."""
+
+    name = "gradvac"
+    beta = 0.01
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.targets: torch.Tensor | None = None
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        if self.targets is None or self.targets.shape != (T, T):
+            self.targets = torch.zeros(T, T, dtype=torch.float64)
+        order = []
+        for i in range(T):
+            others = [j for j in range(T) if j != i]
+            order.append([others[r] for r in torch.randperm(len(others), generator=self.generator).tolist()])
+        w, altered, self.targets = gradvac_weights(gram, self.targets, order, self.beta)
+        return w, altered
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "targets": self.targets}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.targets = state["targets"]
+
+
 class AlignedMTL(GramStrategy):
     """Aligned-MTL (Senushkin et al. 2023): the task gradients made orthogonal with equal norms (the
     smallest singular value of G), then summed, so no task's gradient dominates the step."""
@@ -293,7 +350,7 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
 
 
 STRATEGIES: dict[str, type[GradientStrategy]] = {
-    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL)}
+    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac)}
 
 
 def get_strategy(name: str, seed: int = 0) -> GradientStrategy:

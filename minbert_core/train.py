@@ -40,7 +40,7 @@ class TrainConfig:
     """Everything one run depends on. Defaults follow the original CS224N project."""
 
     tasks: tuple[str, ...] = ("sst", "para", "sts")  # tasks with heads, evaluated every epoch
-    strategy: str = "pcgrad"  # gradient combination: single | sum | pcgrad | mgda-ub | imtl-g | aligned-mtl
+    strategy: str = "pcgrad"  # gradient combination: a name in strategies.STRATEGIES
     single_task: str = "sst"  # the one task trained by strategy 'single'
     checkpoint: str = "minilm-l6"  # pretrained encoder: minilm-l6, a folder, a hub name, or random:<shape>
     mode: str = "finetune"  # finetune: train everything; pretrain: freeze the encoder, train heads

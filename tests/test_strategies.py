@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minbert_core.gram_methods import aligned_mtl_weights, imtl_g_weights, min_norm_weights
-from minbert_core.strategies import STRATEGIES, AlignedMTL, IMTLG, MGDA, get_strategy
+from minbert_core.gram_methods import (aligned_mtl_weights, gradvac_weights, imtl_g_weights, min_norm_weights,
+                                      nash_mtl_weights)
+from minbert_core.strategies import STRATEGIES, IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, get_strategy
 
 
 def _G(T: int, seed: int, P: int = 40) -> torch.Tensor:
@@ -19,6 +20,17 @@ def _G(T: int, seed: int, P: int = 40) -> torch.Tensor:
 
 
 seeds = st.integers(0, 2**31 - 1)
+NEW = ["mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac"]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_degenerate_gradients_give_finite_steps(name):
+    """Parallel, opposite and zero task gradients: a finite combination, never nan."""
+    g = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    for G in (torch.stack([g, 3 * g]), torch.stack([g, -g]), torch.stack([g, torch.zeros(3, dtype=torch.float64)]),
+              torch.stack([g, 2 * g, -g])):
+        d, _ = get_strategy(name, seed=0).combine(G)
+        assert torch.isfinite(d).all(), (name, G)
 
 
 # ---- MGDA-UB ------------------------------------------------------------------------------------
@@ -120,7 +132,7 @@ def test_aligned_mtl_drops_dependent_directions():
 
 
 # ---- all strategies: the backward contract, telemetry and resume ---------------------------------
-@pytest.mark.parametrize("name", ["mgda-ub", "imtl-g", "aligned-mtl"])
+@pytest.mark.parametrize("name", NEW)
 def test_backward_writes_the_combination_and_records_weights(name):
     torch.manual_seed(0)
     enc, heads = torch.nn.Linear(3, 4), torch.nn.ModuleList([torch.nn.Linear(4, 1) for _ in range(3)])
@@ -150,9 +162,10 @@ def test_backward_writes_the_combination_and_records_weights(name):
 
 
 def test_registry_names_and_stateless_resume():
-    assert list(STRATEGIES) == ["single", "sum", "pcgrad", "mgda-ub", "imtl-g", "aligned-mtl"]
+    assert list(STRATEGIES) == ["single", "sum", "pcgrad", "mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl",
+                                "gradvac"]
     G = _G(3, 1)
-    for name in ("mgda-ub", "imtl-g", "aligned-mtl"):
+    for name in NEW:
         a = get_strategy(name, seed=3)
         b = get_strategy(name, seed=99)
         b.load_state_dict(a.state_dict())
@@ -170,7 +183,7 @@ def test_weights_sum_as_each_method_defines():
     assert get_strategy("sum").weights(G @ G.T)[0].tolist() == [1.0] * 4
 
 
-@pytest.mark.parametrize("name", ["mgda-ub", "imtl-g", "aligned-mtl"])
+@pytest.mark.parametrize("name", NEW)
 def test_each_strategy_trains_a_run_with_its_telemetry(tmp_path, data_root, name):
     import csv
     import json
@@ -186,3 +199,130 @@ def test_each_strategy_trains_a_run_with_its_telemetry(tmp_path, data_root, name
     if name == "imtl-g":  # impartial: the combined direction makes the same angle with every task
         for r in rows:
             assert float(r["cos_combined_a"]) == pytest.approx(float(r["cos_combined_b"]), abs=1e-4)
+
+
+# ---- CAGrad -------------------------------------------------------------------------------------
+def _ternary(f, lo, hi, iters=80):
+    for _ in range(iters):
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if f(m1) <= f(m2):
+            hi = m2
+        else:
+            lo = m1
+    return (lo + hi) / 2
+
+
+def textbook_cagrad(G: torch.Tensor, c: float = 0.4) -> torch.Tensor:
+    """The paper's dual, min_w g_w . g0 + c |g0| |g_w| over the simplex, on full vectors, by nested
+    ternary search (the objective is convex), then d = (g0 + c |g0| g_w / |g_w|) / (1 + c^2)."""
+    g0 = G.mean(0)
+    r = c * float(g0.norm())
+
+    def F(w):
+        gw = w @ G
+        return float(gw @ g0) + r * float(gw.norm())
+
+    T = G.shape[0]
+    if T == 2:
+        a = _ternary(lambda x: F(torch.tensor([x, 1 - x], dtype=torch.float64)), 0.0, 1.0)
+        w = torch.tensor([a, 1 - a], dtype=torch.float64)
+    else:
+        inner = lambda x: _ternary(lambda y: F(torch.tensor([x, y, 1 - x - y], dtype=torch.float64)), 0.0, 1 - x, 60)
+        a = _ternary(lambda x: F(torch.tensor([x, inner(x), 1 - x - inner(x)], dtype=torch.float64)), 0.0, 1.0, 60)
+        b = inner(a)
+        w = torch.tensor([a, b, 1 - a - b], dtype=torch.float64)
+    gw = w @ G
+    return (g0 + r * gw / gw.norm()) / (1 + c * c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 3), seeds)
+def test_cagrad_equals_the_textbook_dual_and_keeps_to_its_ball(T, seed):
+    G = _G(T, seed)
+    d, _ = CAGrad().combine(G)
+    ref = textbook_cagrad(G)
+    g0, c = G.mean(0), CAGrad.c
+    assert torch.allclose(d, ref, atol=1e-6 * float(g0.norm()) * 10)
+    # the ball: |d (unscaled) - g0| = c |g0|, and no point of the ball does better for the worst task
+    du = d * (1 + c * c)
+    assert abs(float((du - g0).norm()) - c * float(g0.norm())) <= 1e-9 * float(g0.norm())
+    u = torch.randn(500, G.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(seed % 1000))
+    probes = g0 + c * float(g0.norm()) * u / u.norm(dim=1, keepdim=True)
+    assert float((G @ du).min()) >= float((probes @ G.T).min(1).values.max()) - 1e-9 * float(G.norm(dim=1).max() ** 2)
+
+
+# ---- Nash-MTL -----------------------------------------------------------------------------------
+def textbook_nash(gram: torch.Tensor, sweeps: int = 20000) -> torch.Tensor:
+    """Exact coordinate minimisation of alpha^T K alpha / 2 - sum log alpha_i: each coordinate solves
+    K_ii a^2 + c_i a - 1 = 0 in closed form."""
+    K = gram.tolist()
+    T = len(K)
+    a = [1.0] * T
+    for _ in range(sweeps):
+        for i in range(T):
+            ci = sum(K[i][j] * a[j] for j in range(T) if j != i)
+            a[i] = (-ci + (ci * ci + 4 * K[i][i]) ** 0.5) / (2 * K[i][i])
+    return torch.tensor(a, dtype=torch.float64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 4), seeds)
+def test_nash_mtl_solves_the_bargaining_equations(T, seed):
+    G = torch.randn(T, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    G = G * torch.linspace(0.3, 3.0, T, dtype=torch.float64).unsqueeze(1)
+    gram = G @ G.T
+    alpha = nash_mtl_weights(gram)
+    assert (alpha > 0).all()
+    assert torch.allclose(alpha * (gram @ alpha), torch.ones(T, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(alpha, textbook_nash(gram, sweeps=3000), rtol=1e-6)
+
+
+# ---- GradVac ------------------------------------------------------------------------------------
+def textbook_gradvac(Gs, seed, beta=0.01):
+    """LibMTL's loop on full vectors (one layer group), with PCGrad's seeded order draws."""
+    gen = torch.Generator().manual_seed(seed)
+    out, rho = [], None
+    for G in Gs:
+        T = G.shape[0]
+        rho = torch.zeros(T, T, dtype=torch.float64) if rho is None else rho
+        pc = G.clone()
+        for i in range(T):
+            others = [j for j in range(T) if j != i]
+            for r in torch.randperm(len(others), generator=gen).tolist():
+                j = others[r]
+                rho_ij = float(pc[i] @ G[j] / (pc[i].norm() * G[j].norm()))
+                if rho_ij < rho[i, j]:
+                    t = float(rho[i, j])
+                    w = float(pc[i].norm()) * (t * (1 - rho_ij ** 2) ** 0.5 - rho_ij * (1 - t ** 2) ** 0.5) / (
+                        float(G[j].norm()) * (1 - t ** 2) ** 0.5)
+                    pc[i] = pc[i] + G[j] * w
+                rho[i, j] = (1 - beta) * rho[i, j] + beta * rho_ij
+        out.append(pc.sum(0))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 4), seeds)
+def test_gradvac_equals_textbook_over_steps_and_resumes(T, seed):
+    Gs = [_G(T, seed + k) for k in range(6)]
+    ref = textbook_gradvac(Gs, seed)
+    s = GradVac(seed=seed)
+    for k, G in enumerate(Gs):
+        if k == 3:  # resume mid-way from the saved state: same results
+            state = s.state_dict()
+            s = GradVac(seed=0)
+            s.load_state_dict(state)
+        d, _ = s.combine(G)
+        assert torch.allclose(d, ref[k], rtol=1e-6, atol=1e-6 * float(ref[k].norm()))
+
+
+def test_gradvac_raises_conflicting_cosines_to_the_target():
+    g1 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    g2 = torch.tensor([-0.6, 0.8], dtype=torch.float64)  # cos -0.6, below the target 0
+    G = torch.stack([g1, g2])
+    w, altered, targets = gradvac_weights(G @ G.T, torch.zeros(2, 2, dtype=torch.float64), [[1], [0]])
+    # w = (1 + k2, k1 + 1) where g1' = g1 + k1 g2 and g2' = g2 + k2 g1
+    g1p, g2p = g1 + (w[1] - 1) * g2, g2 + (w[0] - 1) * g1
+    assert float(g1p @ g2) == pytest.approx(0, abs=1e-12) and float(g2p @ g1) == pytest.approx(0, abs=1e-12)
+    assert altered[0, 1] and altered[1, 0]
+    assert float(targets[0, 1]) == pytest.approx(0.01 * -0.6)
