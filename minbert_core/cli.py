@@ -85,6 +85,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     import dataclasses
 
     from .config import override
+    from .distributed import Dist
     from .train import TrainConfig, train
 
     base = a.defaults
@@ -92,8 +93,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         base = override(base, tasks=(a.task,), single_task=a.task)
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
     cfg = override(base, given)
-    run_dir = train(cfg, resume=a.resume)
-    print(f"run folder: {run_dir}")
+    dist = Dist.from_env()  # under torchrun: this process is one rank of the run
+    run_dir = train(cfg, resume=a.resume, dist=dist)
+    if dist.is_main:
+        print(f"run folder: {run_dir}")
     return 0
 
 

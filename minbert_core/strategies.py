@@ -46,6 +46,7 @@ class StepResult:
 
     losses: dict[str, float]
     telemetry: list[dict] = field(default_factory=list)
+    reduced: bool = False  # the shared gradients were summed over ranks by `reduce` before combining
 
 
 class _FlatGrads:
@@ -106,8 +107,11 @@ class GradientStrategy:
         """Restore what state_dict returned."""
 
     def backward(self, loss_fns: dict[str, LossFn], shared: Sequence[tuple[str, nn.Parameter]],
-                 record: bool = False) -> StepResult:
-        """Backpropagate every task; combine the shared gradients; optionally record telemetry."""
+                 record: bool = False, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepResult:
+        """Backpropagate every task; combine the shared gradients; optionally record telemetry.
+
+        `reduce` (several ranks: a sum over them, in place) is applied to the (T, P) task gradients
+        before combining, so every strategy combines the global per-task gradients."""
         tasks = list(loss_fns)
         # Nothing shared (a frozen encoder without a bi-LSTM): every head trains on its own task's
         # gradient, and there is nothing to combine or to record.
@@ -125,12 +129,14 @@ class GradientStrategy:
                     G[i, s:e].copy_(p.grad.reshape(-1))
                     touched[k] = True
                     p.grad = None  # isolate the next task's gradient
+        if reduce is not None:
+            reduce(G)
         combined, altered = self.combine(G)
         for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
             if touched[k]:  # parameters no task reached keep grad None (no zero grads written)
                 p.grad = combined[s:e].view_as(p).to(p.dtype)
         rows = telemetry_rows(G, tasks, shared, self.flat.slices, altered, self.last_weights) if record else []
-        return StepResult(losses, rows)
+        return StepResult(losses, rows, reduced=reduce is not None)
 
 
 class GramStrategy(GradientStrategy):

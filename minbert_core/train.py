@@ -4,6 +4,7 @@ Tasks, heads and gradient strategies are registry entries; nothing in the loop b
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,6 +22,7 @@ import torch
 from .batching import BucketBatchSampler, TokenizedSplit
 from .config import override
 from .data import DATASETS, Split, data_dir, load_split
+from .distributed import Dist
 from .multitask import MultitaskBert, load_encoder, tokenizer_name
 from .optim import AdamW
 from .progress import ProgressLog
@@ -227,15 +229,17 @@ class _Interrupt(KeyboardInterrupt):
 class TaskStream:
     """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
 
-    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int):
-        self.data = data
+    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int, dist: Dist | None = None):
+        self.data, self.dist = data, dist or Dist()
         self.sampler = BucketBatchSampler(data.lengths, batch_size, seed=seed)
         self.epoch, self.pos = 0, 0
+        self.last_global = 0  # rows of the last global batch (this rank holds its share of them)
         self._batches = self._epoch_batches()
 
     def _epoch_batches(self) -> list[list[int]]:
         self.sampler.set_epoch(self.epoch)
-        return self.sampler.batches()
+        # on several ranks, a last batch with fewer rows than ranks would leave a rank empty: dropped
+        return [b for b in self.sampler.batches() if len(b) >= self.dist.world]
 
     def next(self) -> dict[str, torch.Tensor]:
         if self.pos >= len(self._batches):
@@ -243,7 +247,8 @@ class TaskStream:
             self._batches = self._epoch_batches()
         idx = self._batches[self.pos]
         self.pos += 1
-        return self.data.batch(idx)
+        self.last_global = len(idx)
+        return self.data.batch(self.dist.shard(idx))
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -251,6 +256,12 @@ class TaskStream:
     def load_state_dict(self, s: dict) -> None:
         self.epoch, self.pos = s["epoch"], s["pos"]
         self._batches = self._epoch_batches()
+
+
+def _rng_state() -> dict:
+    """This process's RNG states (torch, numpy, python, CUDA) as plain values."""
+    return {"torch": torch.get_rng_state(), "numpy": _numpy_state_plain(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _numpy_state_plain() -> list:
@@ -302,9 +313,10 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 class Trainer:
     """Builds data, model, optimizer and strategy for a config, then runs (or resumes) it."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None):
-        self.cfg, self.run_dir = cfg, run_dir
-        self.progress = sys.stderr.isatty() if progress is None else progress
+    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None, dist: Dist | None = None):
+        self.cfg, self.run_dir, self.dist = cfg, run_dir, dist or Dist()
+        self.main = self.dist.is_main  # only rank 0 evaluates, prints and writes
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and self.main
         self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
@@ -313,6 +325,9 @@ class Trainer:
         self.warnings: list[str] = []
         self._load_data()
         self._build_model()
+        if self.dist.enabled:
+            self.dist.broadcast_params_(self.model)  # the same start on every rank
+            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)  # but each rank its own dropout masks
 
     # ---- set-up -------------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -355,7 +370,7 @@ class Trainer:
         # A frozen encoder in eval mode is a fixed function: encode each example once.
         self.cached = cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm
         self.cache: dict[tuple[str, str], torch.Tensor] = {}
-        self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i)
+        self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i, self.dist)
                         for i, t in enumerate(self.train_tasks)}
         n = [len(s.sampler) for s in self.streams.values()]
         self.steps_per_epoch = {"smallest": min(n), "largest": max(n), "fixed": cfg.steps_per_epoch}[cfg.epoch_rule]
@@ -388,8 +403,10 @@ class Trainer:
         self.model.encoder.train(was)  # only the encoder was switched; the heads keep their mode
         return out
 
-    def _loss_fn(self, task: str, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
-        spec, w = get_task(task), self.weights[task]
+    def _loss_fn(self, task: str, batch: dict[str, torch.Tensor], share: float = 1.0) -> Callable[[], torch.Tensor]:
+        """The task's mean loss on this batch, times its loss weight and this rank's share of the global
+        batch (1 in a single process), so that summing gradients over ranks gives the global mean's."""
+        spec, w = get_task(task), self.weights[task] * share
 
         def fn() -> torch.Tensor:
             with self._autocast():
@@ -459,9 +476,27 @@ class Trainer:
                 "history": self.history, "telemetry": self.telemetry, "best": self.best,
                 "elapsed_s": self.elapsed, "examples": self.examples, "train_time_s": self.train_time,
                 # plain types only, so resuming loads with weights_only=True (no pickled code)
-                "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state_plain(),
-                        "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+                "rng": _rng_state(), "world": 1}
+
+    def _checkpoint(self, epoch: int, step_in_epoch: int, global_step: int, last: Path) -> None:
+        """The resumable state to last.pt (rank 0), with every rank's RNG state when there are several."""
+        rngs = self.dist.gather_objects(_rng_state()) if self.dist.enabled else None  # a collective: all ranks
+        if not self.main:
+            return
+        st = self._state(epoch, step_in_epoch, global_step)
+        if rngs is not None:
+            st.update(rng=rngs, world=self.dist.world)
+        atomic_torch_save(st, last)
+        self._save_records()
+
+    def _reduce_step(self, res) -> dict[str, float]:
+        """After a step's backward on several ranks: sum the gradients the strategy did not already sum
+        (the heads', or all of them where no task gradients were kept) and the tasks' losses."""
+        done = {id(p) for _, p in self.shared} if res.reduced else set()
+        self.dist.reduce_grads_([p for p in self.model.parameters() if id(p) not in done])
+        tasks = list(res.losses)
+        vec = self.dist.all_reduce_(torch.tensor([res.losses[t] for t in tasks], dtype=torch.float64))
+        return dict(zip(tasks, vec.tolist()))
 
     def _restore(self, st: dict) -> tuple[int, int, int]:
         self.model.load_state_dict(st["model"])
@@ -471,11 +506,16 @@ class Trainer:
             self.streams[t].load_state_dict(s)
         self.history, self.telemetry, self.best = st["history"], st["telemetry"], st["best"]
         self.elapsed, self.examples, self.train_time = st["elapsed_s"], st["examples"], st["train_time_s"]
-        torch.set_rng_state(st["rng"]["torch"])
-        _numpy_state_restore(st["rng"]["numpy"])
-        random.setstate(st["rng"]["python"])
-        if st["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+        if st.get("world", 1) != self.dist.world:
+            raise ValueError(f"{self.run_dir}: its checkpoint was written by a run on {st.get('world', 1)} "
+                             f"process(es); resume it with the same number (torchrun --nproc_per_node "
+                             f"{st.get('world', 1)}), not {self.dist.world}")
+        rng = st["rng"][self.dist.rank] if isinstance(st["rng"], list) else st["rng"]
+        torch.set_rng_state(rng["torch"])
+        _numpy_state_restore(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         return st["epoch"], st["step_in_epoch"], st["global_step"]
 
     def _save_records(self) -> None:
@@ -497,7 +537,7 @@ class Trainer:
             epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
-        if not self.progress:
+        if not self.progress and self.main:
             self.progress_log = ProgressLog(cfg.epochs * self.steps_per_epoch, done_steps=gstep)
         dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
@@ -509,19 +549,22 @@ class Trainer:
                 for step in range(step0, self.steps_per_epoch):
                     t0 = time.perf_counter()
                     batches = {t: s.next() for t, s in self.streams.items()}
+                    shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
                     record = cfg.telemetry_every > 0 and gstep % cfg.telemetry_every == 0
                     self.optimizer.zero_grad(set_to_none=True)
                     try:
-                        res = self.strategy.backward({t: self._loss_fn(t, b) for t, b in batches.items()},
-                                                     self.shared, record=record)
+                        res = self.strategy.backward(
+                            {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}, self.shared,
+                            record=record, reduce=self.dist.all_reduce_ if self.dist.enabled else None)
                     except NonFiniteLoss as e:
                         self._diverged(f"step {gstep} (epoch {epoch + 1}), {e}", last)
+                    raw = self._reduce_step(res) if self.dist.enabled else res.losses
                     self.optimizer.step()
                     dt = time.perf_counter() - t0
-                    n = sum(len(b["index"]) for b in batches.values())
+                    n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
                     self.examples, self.train_time = self.examples + n, self.train_time + dt
                     gstep += 1
-                    losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in res.losses.items()}
+                    losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in raw.items()}
                     self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
                                          **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
                                          "examples_per_s": n / dt})
@@ -536,27 +579,29 @@ class Trainer:
                     steps_now += 1
                     if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0:
                         self.elapsed = time.perf_counter() - t_start
-                        atomic_torch_save(self._state(epoch, step + 1, gstep), last)
-                        self._save_records()
+                        self._checkpoint(epoch, step + 1, gstep, last)
                     if stop_after_steps is not None and steps_now >= stop_after_steps:
                         raise _Interrupt(f"stopped after {steps_now} steps (test hook)")
                 if bar is not None:
                     bar.close()
                 step0 = 0
-                dev = self.evaluate("dev")
-                self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev",
-                                     **{f"dev_{k}": v for k, v in dev.items()}})
-                if self.selection_score(dev) > self.best["score"]:
-                    self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
-                    atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
-                self._say(self._epoch_line(epoch, gstep, dev))
+                if self.main:  # the other ranks wait for it at their next collective
+                    dev = self.evaluate("dev")
+                    self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev",
+                                         **{f"dev_{k}": v for k, v in dev.items()}})
+                    if self.selection_score(dev) > self.best["score"]:
+                        self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
+                        atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
+                    self._say(self._epoch_line(epoch, gstep, dev))
                 self.elapsed = time.perf_counter() - t_start
-                atomic_torch_save(self._state(epoch + 1, 0, gstep), last)
-                self._save_records()
+                self._checkpoint(epoch + 1, 0, gstep, last)
         except KeyboardInterrupt:
             self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
             raise
         self.elapsed = time.perf_counter() - t_start
+        self.dist.barrier()  # every rank's last checkpoint contribution is in
+        if not self.main:
+            return {"status": "complete", "rank": self.dist.rank, "warnings": []}
         return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
@@ -584,8 +629,9 @@ class Trainer:
 
     def _diverged(self, msg: str, last: Path) -> None:
         kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint was saved yet"
-        write_json(self.run_dir / "metrics.json", {"status": "diverged", "error": msg, "warnings": self.warnings})
-        self._save_records()
+        if self.main:
+            write_json(self.run_dir / "metrics.json", {"status": "diverged", "error": msg, "warnings": self.warnings})
+            self._save_records()
         raise TrainingDiverged(f"non-finite loss at {msg}; run stopped ({kept})") from None
 
     # ---- progress -----------------------------------------------------------------------------
@@ -606,7 +652,8 @@ class Trainer:
                 f"{rate:.0f} ex/s | {time.strftime('%H:%M:%S')}")
 
     def _say(self, msg: str) -> None:
-        print(msg, flush=True)
+        if self.main:
+            print(msg, flush=True)
 
 
 def run_label(cfg: TrainConfig) -> str:
@@ -616,26 +663,44 @@ def run_label(cfg: TrainConfig) -> str:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          stop_after_steps: int | None = None) -> Path:
+          stop_after_steps: int | None = None, dist: Dist | None = None) -> Path:
     """Run one experiment into runs_dir/run_id and return its folder.
 
     resume=True continues the run in runs_dir/run_id from its last checkpoint; its saved config
-    must equal `cfg` (a differing key is an error naming it).
+    must equal `cfg` (a differing key is an error naming it). `dist` (from `Dist.from_env()` under
+    torchrun): this process is one rank of the run; rank 0 holds the folder and writes every record.
     """
+    dist = dist or Dist()
     if resume and not cfg.run_id:
         raise ValueError("resume needs run_id (the run folder's name)")
-    run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))
-    if not cfg.run_id:
-        base, n = run_dir, 1
-        while run_dir.exists():  # two runs started in the same second
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    with folder_lock(run_dir):  # one writer per run folder; a second process fails naming the first
-        return _train_locked(cfg, run_dir, resume, progress, stop_after_steps)
+    run_dir = None
+    if dist.is_main:
+        run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))
+        if not cfg.run_id:
+            base, n = run_dir, 1
+            while run_dir.exists():  # two runs started in the same second
+                n += 1
+                run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir = dist.broadcast_object(run_dir)  # every rank: rank 0's folder
+    if not dist.is_main:
+        error = dist.broadcast_object(None)  # rank 0's verdict on the folder and config
+        if error:
+            raise ValueError(error)
+        Trainer(cfg, run_dir, progress=False, dist=dist).run(resume=resume, stop_after_steps=stop_after_steps)
+        return run_dir
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
+            _check_run_folder(cfg, run_dir, resume)
+        except Exception as e:
+            dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
+            raise
+        dist.broadcast_object(None)
+        return _train_locked(cfg, run_dir, resume, progress, stop_after_steps, dist)
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,
-                  stop_after_steps: int | None) -> Path:
+def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    """Refuse to resume a missing or different run, or to overwrite a finished one."""
     cfg_file = run_dir / "config.json"
     if resume and not cfg_file.is_file():
         raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
@@ -653,7 +718,12 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool 
             raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
                              "start again, or choose another --run-id")
         raise ValueError(f"{run_dir} already holds a finished run; choose another run_id or delete it")
-    trainer = Trainer(cfg, run_dir, progress=progress)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,
+                  stop_after_steps: int | None, dist: Dist) -> Path:
+    cfg_file = run_dir / "config.json"
+    trainer = Trainer(cfg, run_dir, progress=progress, dist=dist)
     params = sum(p.numel() for p in trainer.model.parameters())
     write_json(cfg_file, {
         "config": dataclasses.asdict(cfg),
@@ -661,7 +731,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool 
                      "steps_per_epoch": trainer.steps_per_epoch, "feature_cache": trainer.cached},
         "model": {"encoder": dataclasses.asdict(trainer.model.encoder.config), "parameters": params,
                   "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)},
-        "environment": environment(trainer.device),
+        "environment": {**environment(trainer.device), "world_size": dist.world},
         "data": trainer.data_record,
     })
     metrics = trainer.run(resume=resume, stop_after_steps=stop_after_steps)

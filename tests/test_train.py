@@ -137,8 +137,8 @@ def test_non_finite_loss_stops_with_step_and_task(tmp_path, data_root, monkeypat
     calls = collections.Counter()
     orig = Trainer._loss_fn
 
-    def poisoned(self, task, batch):
-        fn = orig(self, task, batch)
+    def poisoned(self, task, batch, share=1.0):
+        fn = orig(self, task, batch, share)
         calls[task] += 1
         if task == "para" and calls[task] == 4:
             return lambda: fn() * float("nan")
