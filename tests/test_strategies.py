@@ -183,8 +183,9 @@ def test_weights_sum_as_each_method_defines():
     assert get_strategy("sum").weights(G @ G.T)[0].tolist() == [1.0] * 4
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_each_strategy_trains_a_run_with_its_telemetry(tmp_path, data_root, name):
+def test_imtl_g_run_records_its_impartial_direction(tmp_path, data_root):
+    """(tests/test_distributed.py trains a run with every strategy; this one checks IMTL-G's telemetry)"""
+    name = "imtl-g"
     import csv
     import json
 
@@ -196,9 +197,8 @@ def test_each_strategy_trains_a_run_with_its_telemetry(tmp_path, data_root, name
     assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
     rows = [r for r in csv.DictReader((run / "telemetry.csv").open()) if r["group"] == "overall"]
     assert len(rows) == 3 * 4 and all(r["strategy"] == name for r in rows)  # 3 pairs x 4 steps
-    if name == "imtl-g":  # impartial: the combined direction makes the same angle with every task
-        for r in rows:
-            assert float(r["cos_combined_a"]) == pytest.approx(float(r["cos_combined_b"]), abs=1e-4)
+    for r in rows:  # impartial: the combined direction makes the same angle with every task
+        assert float(r["cos_combined_a"]) == pytest.approx(float(r["cos_combined_b"]), abs=1e-4)
 
 
 # ---- CAGrad -------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def textbook_cagrad(G: torch.Tensor, c: float = 0.4) -> torch.Tensor:
     return (g0 + r * gw / gw.norm()) / (1 + c * c)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)  # the nested ternary search is slow: ~0.5 s per 3-task case
 @given(st.integers(2, 3), seeds)
 def test_cagrad_equals_the_textbook_dual_and_keeps_to_its_ball(T, seed):
     G = _G(T, seed)
