@@ -1,6 +1,7 @@
 """Where pretrained BERT checkpoints come from: the packaged MiniLM, a local folder, or the hub."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -14,6 +15,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """Return a local folder holding config.json, weights and vocab for `name_or_path`."""
     name = str(name_or_path)
     if name in PACKAGED:
+        local = os.environ.get("MINBERT_" + name.upper().replace("-", "_") + "_DIR")  # e.g. MINBERT_MINILM_L6_DIR
+        if local:  # a copy of the packaged folder (a machine where the package is not installed)
+            return resolve_checkpoint(local)
         module = PACKAGED[name]
         try:
             mod = __import__(module)

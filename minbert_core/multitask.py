@@ -15,6 +15,7 @@ from .tasks import get_task
 RANDOM_SHAPES = {
     "tiny": BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
     "mini": BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    "base": BertConfig(),  # bert-base's shape without its weights: for speed checks where the hub is out of reach
 }
 RANDOM_TOKENIZER = "minilm-l6"
 

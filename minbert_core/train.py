@@ -78,7 +78,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
     cache_features: bool = True  # pretrain mode without bi-LSTM: encode each example once
     device: str = "auto"  # auto (cuda if present), cpu, cuda, cuda:1 ...
-    bf16: bool = False  # bf16 autocast on CUDA
+    bf16: bool = False  # bf16 autocast (CUDA; also on CPUs, where torch supports it)
     runs_dir: str = "runs"  # parent folder of run folders
     run_id: str = ""  # run folder name ('' = <time>-<strategy>-<tasks>)
     data_dir: str = ""  # data folder ('' = $MINBERT_DATA or ./data)
@@ -376,8 +376,7 @@ class Trainer:
         self.steps_per_epoch = {"smallest": min(n), "largest": max(n), "fixed": cfg.steps_per_epoch}[cfg.epoch_rule]
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.cfg.bf16 and self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     def _features(self, task: str, split: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.cached:

@@ -42,3 +42,17 @@ def test_ids_are_the_vocab_files_wordpieces():
 def test_tokenizer_from_a_checkpoint_folder(tiny_checkpoint):
     tok = load_tokenizer(str(tiny_checkpoint))
     assert tok.vocab_size == 30522
+
+
+def test_packaged_checkpoint_can_come_from_a_copied_folder(tmp_path, monkeypatch):
+    """MINBERT_MINILM_L6_DIR: a copy of the packaged folder, for machines without the package."""
+    import shutil
+
+    from minbert_core.checkpoints import resolve_checkpoint
+
+    src = resolve_checkpoint("minilm-l6")
+    for f in ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / f, tmp_path / f)
+    monkeypatch.setenv("MINBERT_MINILM_L6_DIR", str(tmp_path))
+    assert resolve_checkpoint("minilm-l6") == tmp_path
+    assert load_tokenizer("minilm-l6").vocab_size == 30522

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import csv
 import json
 
@@ -265,3 +266,16 @@ def test_lr_head_trains_new_layers_faster(tmp_path, data_root):
     assert {id(p) for p in tr.model.lstm.parameters()} <= {id(p) for p in new["params"]}
     same = Trainer(_cfg(tmp_path, data_root, lr_finetune=1e-4), tmp_path / "s")
     assert [g["lr"] for g in same.optimizer.param_groups] == [1e-4, 1e-4]  # 0: one rate, as the original
+
+
+def test_bf16_autocast_on_cpu(tmp_path, data_root):
+    """bf16 autocast runs on the CPU too, so its code path is tested where there is no GPU."""
+    def first_losses(**kw):
+        run = train(_cfg(tmp_path, data_root, epochs=1, telemetry_every=0, **kw))
+        row = next(r for r in csv.DictReader((run / "history.csv").open()) if r["kind"] == "train")
+        return [float(row[f"loss_{t}"]) for t in ("sst", "para", "sts")], _metrics(run)
+
+    bf, mb = first_losses(bf16=True, run_id="bf16")
+    fp, _ = first_losses(run_id="fp32")
+    assert mb["status"] == "complete" and all(math.isfinite(x) for x in bf)
+    assert bf != fp and bf == pytest.approx(fp, rel=3e-2)  # bf16 arithmetic: close, not equal

@@ -1,0 +1,53 @@
+"""GPU_CHECK.md and gpu_check.json from what scripts/gpu_check.sh measured in OUTDIR (nothing typed)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _read(p: Path) -> str:
+    return p.read_text(errors="replace") if p.is_file() else ""
+
+
+def main(out: Path) -> None:
+    env = _read(out / "env.txt").strip()
+    tests = _read(out / "pytest.txt").strip().splitlines()
+    bench_txt = _read(out / "bench_gpu.json").strip()
+    bench = json.loads(bench_txt) if bench_txt else None
+    run_dir = out / "runs" / "paper-slice"
+    metrics = json.loads(_read(run_dir / "metrics.json") or "null")
+    config = json.loads(_read(run_dir / "config.json") or "null")
+    res = {"seconds": int(os.environ.get("GPU_CHECK_SECONDS", "0")), "env": env, "tests": tests[-3:],
+           "bench_gpu": bench, "run": {k: metrics.get(k) for k in ("status", "best_dev", "steps", "train_time_s",
+                                                                  "train_examples_per_s")} if metrics else None}
+    L = ["# GPU check", "", f"Written by `scripts/gpu_check.sh` in {res['seconds']} s.", "", "```", env, "```", "",
+         "## Tests marked `gpu`", "", "```", *tests[-3:], "```", ""]
+    L += ["## bf16 bert-base training step", ""]
+    if bench:
+        L += [f"- device: {bench['device']}; shape {bench['shape']}",
+              f"- step: median {bench['step_s']['median'] * 1e3:.1f} ms; {bench['tokens_per_s']:.0f} tokens/s",
+              f"- achieved {bench['achieved_gflops'] / 1e3:.1f} TFLOP/s = {bench['fraction_of_peak']:.1%} of the "
+              f"measured bf16 matmul peak ({bench['matmul_bf16']['gflops']['median'] / 1e3:.1f} TFLOP/s)"]
+    else:
+        L += ["- not measured (no CUDA device): " + _read(out / "bench_gpu.err").strip()[-300:]]
+    L += ["", "## Multi-task PCGrad run, `paper` settings on a slice", ""]
+    if metrics and metrics.get("status") == "complete":
+        c = config["config"]
+        L += [f"- {c['checkpoint']} on {config['environment']['device']}, bf16 {c['bf16']}, batch {c['batch_size']}, "
+              f"max length {c['max_length']}, pooling {c['pooling']}, pairs {c['pair_encoding']}, "
+              f"{c['train_limit']} training rows per task, {c['eval_limit']} dev rows",
+              f"- {metrics['steps']} steps in {metrics['train_time_s']:.1f} s of training: "
+              f"{metrics['train_examples_per_s']:.0f} examples/s",
+              f"- dev (random weights: a check of the path, not a score): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in metrics["best_dev"].items())]
+    else:
+        L += ["- the run did not complete; the end of its log:", "", "```",
+              *_read(out / "run.log").strip().splitlines()[-15:], "```"]
+    (out / "GPU_CHECK.md").write_text("\n".join(L) + "\n")
+    (out / "gpu_check.json").write_text(json.dumps(res, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
