@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tasks import get_task
+
 
 class MLPHead(nn.Module):
     """dropout -> [Linear -> GELU -> dropout] x depth -> Linear: a task's own layers."""
@@ -48,12 +50,14 @@ class CosineHead(nn.Module):
         return (2.5 * (cos + 1.0)).unsqueeze(-1)  # (B, 1)
 
 
+BI_HEADS: dict[str, type[nn.Module]] = {"pair_diff": PairDiffHead, "cosine": CosineHead}
+
+
 def build_head(task: str, pair_encoding: str, dim: int, out_dim: int, depth: int, width: int,
                dropout: float) -> nn.Module:
-    """The head for a task: pairs encoded separately ('bi') get Sentence-BERT's combiners."""
+    """The head for a task: pairs encoded separately ('bi') get the combiner their TaskSpec names."""
     mlp = dict(depth=depth, width=width, dropout=dropout)
-    if pair_encoding == "bi" and task == "sts":
-        return CosineHead(dim)
-    if pair_encoding == "bi" and task == "para":
-        return PairDiffHead(dim, out_dim, **mlp)
+    kind = get_task(task).bi_head
+    if pair_encoding == "bi" and kind:
+        return BI_HEADS[kind](dim, out_dim, **mlp)
     return MLPHead(dim, out_dim, **mlp)

@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-TASK_LABEL = {"sst": "SST-5\n(accuracy)", "para": "Quora\n(accuracy)", "sts": "STS-B\n(Pearson r)",
-              "cfimdb": "CFIMDB\n(accuracy)", "overall": "overall\nscore"}
+from .tasks import display_label
+
 
 
 def style() -> None:
@@ -27,7 +27,7 @@ def learning_curves(history: pd.DataFrame, smooth: int = 5) -> plt.Figure:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sns.lineplot(data=long[long["task"] == task], x="step", y="loss", hue="run", ax=ax)
-        ax.set(title=TASK_LABEL.get(task, task).split("\n")[0], xlabel="training step",
+        ax.set(title=display_label(task).split("\n")[0], xlabel="training step",
                ylabel=f"training loss ({smooth}-step mean)")
         ax.legend(fontsize=7, title=None)
     fig.tight_layout()

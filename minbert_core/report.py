@@ -10,8 +10,8 @@ import pandas as pd
 
 from . import paper
 from .atomic import atomic_write_text
+from .tasks import display_label, get_task
 
-TASK_NAME = {"sst": "SST", "cfimdb": "CFIMDB"}
 
 
 @dataclass
@@ -107,7 +107,7 @@ def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
     rows = []
     for e, r in _cells(study, runs, 1):
         task = r.cfg["tasks"][0]
-        col = f"{r.cfg['mode'].title()}-{TASK_NAME[task]}"
+        col = f"{r.cfg['mode'].title()}-{get_task(task).short}"
         trained, learned = _learned(r, task)
         rows.append({"row": e["row"], "column": col, "ours": r.metrics["best_dev"][task],
                      "paper": paper.TABLE1.get(e["row"], {}).get(col), "seed": r.cfg["seed"], "run": e["name"],
@@ -418,8 +418,8 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
     if len(t2):
         ours = t2[t2["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
         ref = summarize(t2).rename(columns={"column": "model", "paper": "value"})
-        fig("dev_metrics", plots.dev_metrics(ours.assign(metric=ours["metric"].map(plots.TASK_LABEL)),
-                                             ref.assign(metric=ref["metric"].map(plots.TASK_LABEL))))
+        fig("dev_metrics", plots.dev_metrics(ours.assign(metric=ours["metric"].map(display_label)),
+                                             ref.assign(metric=ref["metric"].map(display_label))))
     t1_runs = t1[t1["run"] != ""]
     if len(t1_runs):
         fig("hyperparameter_effects", plots.hyperparameter_effects(t1_runs))

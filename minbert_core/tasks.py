@@ -49,6 +49,11 @@ class TaskSpec:
     # gold labels -> (trivial predictor's metric, the margin a run must beat it by to count as learned)
     trivial: Callable[[torch.Tensor], tuple[float, float]]
     trivial_name: str  # what the trivial predictor is, for reports
+    label: str  # display name in figures ("SST-5")
+    short: str  # column name in tables ("SST")
+    metric_label: str  # the metric in words, for axes
+    format_pred: Callable[[float], str] = lambda v: str(int(v))  # a submitted value as the file writes it
+    bi_head: str = ""  # head for sentences encoded apart ('bi'): '' (plain MLP), 'pair_diff' or 'cosine'
 
 
 def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -61,19 +66,28 @@ def _argmax(out: torch.Tensor) -> torch.Tensor:
 
 TASKS: dict[str, TaskSpec] = {
     "sst": TaskSpec("sst", False, 5, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment",
-                   majority_baseline, "majority class"),
+                   majority_baseline, "majority class", "SST-5", "SST", "accuracy"),
     "cfimdb": TaskSpec("cfimdb", False, 2, _ce, _argmax, "acc", accuracy, "Predicted_Sentiment",
-                       majority_baseline, "majority class"),
+                       majority_baseline, "majority class", "CFIMDB", "CFIMDB", "accuracy"),
     # one logit, binary cross-entropy; label 1 = paraphrase
     "para": TaskSpec("para", True, 1,
                      lambda o, y: F.binary_cross_entropy_with_logits(o.squeeze(-1), y.float()),
                      lambda o: (o.squeeze(-1) > 0).long(), "acc", accuracy, "Predicted_Is_Paraphrase",
-                     majority_baseline, "majority class"),
+                     majority_baseline, "majority class", "Quora", "PD", "accuracy", bi_head="pair_diff"),
     # a similarity score on 0..5, mean squared error; header spelled as upstream spells it
     "sts": TaskSpec("sts", True, 1, lambda o, y: F.mse_loss(o.squeeze(-1), y.float()),
                     lambda o: o.squeeze(-1).clamp(0.0, 5.0), "pearson", pearson, "Predicted_Similiary",
-                    zero_correlation_baseline, "r = 0"),
+                    zero_correlation_baseline, "r = 0", "STS-B", "STS", "Pearson r",
+                    format_pred=lambda v: f"{v:.4f}", bi_head="cosine"),
 }
+
+
+def display_label(key: str) -> str:
+    """Figure label of a task (its name and metric) or of the overall score."""
+    if key == "overall":
+        return "overall\nscore"
+    spec = TASKS.get(key)
+    return f"{spec.label}\n({spec.metric_label})" if spec else key
 
 
 def get_task(key: str) -> TaskSpec:

@@ -459,8 +459,8 @@ class Trainer:
                     continue
                 preds = self.predict(task, split)
                 ids = [e.id for e in self.data[task][split].split.examples]
-                fmt = (lambda v: f"{v:.4f}") if task == "sts" else (lambda v: str(int(v)))
-                lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {fmt(v)} \n" for i, v in zip(ids, preds.tolist())]
+                lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {spec.format_pred(v)} \n"
+                                                            for i, v in zip(ids, preds.tolist())]
                 path = self.run_dir / "predictions" / f"{task}-{split}-output.csv"
                 atomic_write_text(path, "".join(lines))
                 out.append(str(path.relative_to(self.run_dir)))
