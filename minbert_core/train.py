@@ -655,6 +655,16 @@ class Trainer:
             print(msg, flush=True)
 
 
+SMOKE = dict(checkpoint="random:tiny", epochs=2, train_limit=32, eval_limit=16, max_length=32, telemetry_every=1)
+
+
+def smoke_config(**overrides) -> TrainConfig:
+    """A run in seconds: a tiny random BERT on a few rows of each task, telemetry on every step. What
+    notebook 04 trains when given no runs, and what tests build on (the plan's `smoke` profile is its
+    YAML twin)."""
+    return TrainConfig(**{**SMOKE, **overrides})
+
+
 def run_label(cfg: TrainConfig) -> str:
     """Default run name: strategy and tasks (and mode for single-task runs)."""
     tasks = "-".join(cfg.tasks)

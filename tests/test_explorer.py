@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 from minbert_core import explorer
-from minbert_core.train import TrainConfig, train
+from minbert_core.train import smoke_config, train
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("conflict")
-    common = dict(checkpoint="random:tiny", epochs=2, train_limit=32, eval_limit=16, max_length=32,
-                  telemetry_every=1, runs_dir=str(root), data_dir=str(data_root), lr_finetune=1e-3,
+    common = dict(runs_dir=str(root), data_dir=str(data_root), lr_finetune=1e-3,
                   pooling="cls")  # cls: the pooler is a layer group too
-    return str(train(TrainConfig(strategy="sum", run_id="sum", **common))), \
-        str(train(TrainConfig(strategy="pcgrad", run_id="pcgrad", **common)))
+    return str(train(smoke_config(strategy="sum", run_id="sum", **common))), \
+        str(train(smoke_config(strategy="pcgrad", run_id="pcgrad", **common)))
 
 
 def test_plane_vectors_reproduce_cosine_and_projection():

@@ -189,11 +189,9 @@ def test_imtl_g_run_records_its_impartial_direction(tmp_path, data_root):
     import csv
     import json
 
-    from minbert_core.train import TrainConfig, train
+    from minbert_core.train import smoke_config, train
 
-    run = train(TrainConfig(strategy=name, checkpoint="random:tiny", epochs=1, train_limit=32, eval_limit=16,
-                            batch_size=8, max_length=32, telemetry_every=1, runs_dir=str(tmp_path),
-                            data_dir=str(data_root)))
+    run = train(smoke_config(strategy=name, epochs=1, batch_size=8, runs_dir=str(tmp_path), data_dir=str(data_root)))
     assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
     rows = [r for r in csv.DictReader((run / "telemetry.csv").open()) if r["group"] == "overall"]
     assert len(rows) == 3 * 4 and all(r["strategy"] == name for r in rows)  # 3 pairs x 4 steps
