@@ -29,7 +29,7 @@ from .progress import ProgressLog
 from .atomic import atomic_write_text
 from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
-from .tasks import TASKS, beats_trivial, get_task, overall_score
+from .tasks import beats_trivial, get_task, overall_score
 from .tokenizer import load_tokenizer
 
 

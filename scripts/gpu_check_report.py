@@ -40,7 +40,7 @@ def main(out: Path) -> None:
               f"{c['train_limit']} training rows per task, {c['eval_limit']} dev rows",
               f"- {metrics['steps']} steps in {metrics['train_time_s']:.1f} s of training: "
               f"{metrics['train_examples_per_s']:.0f} examples/s",
-              f"- dev (random weights: a check of the path, not a score): "
+              "- dev (random weights: a check of the path, not a score): "
               + ", ".join(f"{k} {v:.3f}" for k, v in metrics["best_dev"].items())]
     else:
         L += ["- the run did not complete; the end of its log:", "", "```",

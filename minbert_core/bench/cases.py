@@ -1,57 +1,24 @@
-"""`minbert bench`: speed and memory, measured as ratios against a baseline run in the same process.
-
-Every timing alternates the contenders step by step after a warm-up and reports min/median/max
-over the measured steps. BENCHMARKS.md is written from these measurements only.
-"""
+"""The benchmark cases: each measures one thing against its baseline in the same process."""
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write_text
-
-
-def _stats(xs: list[float]) -> dict[str, float]:
-    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
-
-
-def alternate(fns: dict[str, Callable[[], None]], steps: int = 10, warmup: int = 3,
-              sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
-    """Time each callable once per round, round after round; the first `warmup` rounds are dropped."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + steps):
-        for name, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def _ratio(base: list[float], ours: list[float]) -> dict[str, float]:
-    """Per-round speed ratios base/ours (>1: ours faster), summarised."""
-    return _stats([b / o for b, o in zip(base, ours)])
+from .harness import _ratio, _stats, alternate, matmul_peak, training_flops
 
 
 # ---- 1. training step and evaluation: minBERT vs transformers.BertModel ----------------------------
 def _models(checkpoint: str, device: torch.device):
     import transformers
 
-    from .checkpoints import resolve_checkpoint
-    from .model import BertModel
+    from ..checkpoints import resolve_checkpoint
+    from ..model import BertModel
 
     transformers.utils.logging.disable_progress_bar()
     folder = resolve_checkpoint(checkpoint)
@@ -109,13 +76,13 @@ def bench_model(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), ste
         ours.train(), ref.train()
         t = alternate({"ours": _train_step(ours, h0, o0, batch, False),
                        "transformers": _train_step(ref, h1, o1, batch, True)}, steps, warmup)
-        rows.append({"what": f"training step {B}x{T}", "ours_s": _stats(t["ours"]),
+        rows.append({"what": f"training step {B}x{T}", "B": B, "T": T, "ours_s": _stats(t["ours"]),
                      "transformers_s": _stats(t["transformers"]), "speed_ratio": _ratio(t["transformers"], t["ours"]),
                      "tokens_per_s_ours": B * T / statistics.median(t["ours"])})
         ours.eval(), ref.eval()
         t = alternate({"ours": _eval_step(ours, batch, False), "transformers": _eval_step(ref, batch, True)},
                       steps, warmup)
-        rows.append({"what": f"evaluation forward {B}x{T}", "ours_s": _stats(t["ours"]),
+        rows.append({"what": f"evaluation forward {B}x{T}", "B": B, "T": T, "ours_s": _stats(t["ours"]),
                      "transformers_s": _stats(t["transformers"]), "speed_ratio": _ratio(t["transformers"], t["ours"]),
                      "sentences_per_s_ours": B / statistics.median(t["ours"]),
                      "sentences_per_s_transformers": B / statistics.median(t["transformers"])})
@@ -125,7 +92,7 @@ def bench_model(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), ste
 def bench_dropout(shapes=((32, 12, 128, 128), (32, 128, 384)), p: float = 0.1, steps: int = 15,
                   warmup: int = 3) -> list[dict]:
     """Dropout forward + backward: minBERT's CPU Dropout (rand >= p) vs F.dropout (bernoulli_)."""
-    from .model import Dropout
+    from ..model import Dropout
 
     ours = Dropout(p).train()
     rows = []
@@ -139,31 +106,35 @@ def bench_dropout(shapes=((32, 12, 128, 128), (32, 128, 384)), p: float = 0.1, s
                 x.grad = None
             return step
         t = alternate({"ours": run(ours), "torch": run(lambda v: F.dropout(v, p, True))}, steps, warmup)
-        rows.append({"what": "dropout fwd+bwd " + "x".join(map(str, shape)), "ours_s": _stats(t["ours"]),
+        rows.append({"what": "dropout fwd+bwd " + "x".join(map(str, shape)), "shape": "x".join(map(str, shape)),
+                     "ours_s": _stats(t["ours"]),
                      "torch_s": _stats(t["torch"]), "speed_ratio": _ratio(t["torch"], t["ours"])})
     return rows
 
 
 def bench_optimizer(steps: int = 20, warmup: int = 3, checkpoint: str = "minilm-l6") -> dict:
-    """Our AdamW step vs torch.optim.AdamW (its default foreach kernel) on the encoder's parameters."""
-    from .model import BertModel
-    from .optim import AdamW
+    """Our AdamW step (multi-tensor, and the per-parameter loop) vs torch.optim.AdamW (its default
+    foreach kernel) on the encoder's parameters."""
+    from ..model import BertModel
+    from ..optim import AdamW
 
-    a = BertModel.from_pretrained(checkpoint)
-    b = BertModel.from_pretrained(checkpoint)
-    for m in (a, b):
+    a, b, c = (BertModel.from_pretrained(checkpoint) for _ in range(3))
+    for m in (a, b, c):
         for p in m.parameters():
             p.grad = torch.randn_like(p) * 1e-3
-    oa, ob = AdamW(a.parameters(), lr=1e-5, weight_decay=0.01), torch.optim.AdamW(b.parameters(), lr=1e-5, weight_decay=0.01)
-    t = alternate({"ours": oa.step, "torch": ob.step}, steps, warmup)
+    oa = AdamW(a.parameters(), lr=1e-5, weight_decay=0.01)
+    ol = AdamW(c.parameters(), lr=1e-5, weight_decay=0.01, foreach=False)
+    ob = torch.optim.AdamW(b.parameters(), lr=1e-5, weight_decay=0.01)
+    t = alternate({"ours": oa.step, "ours_loop": ol.step, "torch": ob.step}, steps, warmup)
     return {"what": "AdamW step (MiniLM parameters)", "ours_s": _stats(t["ours"]), "torch_s": _stats(t["torch"]),
-            "speed_ratio": _ratio(t["torch"], t["ours"])}
+            "ours_loop_s": _stats(t["ours_loop"]), "speed_ratio": _ratio(t["torch"], t["ours"]),
+            "foreach_speedup": _ratio(t["ours_loop"], t["ours"])}
 
 
 # ---- 2. multi-task step: sum vs pcgrad vs a naive PCGrad --------------------------------------------
 def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
-    from .multitask import MultitaskBert, load_encoder
-    from .optim import AdamW
+    from ..multitask import MultitaskBert, load_encoder
+    from ..optim import AdamW
 
     torch.manual_seed(0)
     model = MultitaskBert(load_encoder(checkpoint), ("sst", "para", "sts")).to(device).train()
@@ -179,8 +150,8 @@ def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
 
 
 def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Callable[[], None]:
-    from .strategies import get_strategy
-    from .tasks import get_task
+    from ..strategies import get_strategy
+    from ..tasks import get_task
 
     shared = model.shared_named_parameters()
     strat = get_strategy(name if name in ("sum", "pcgrad") else "sum", seed=0)
@@ -288,10 +259,10 @@ def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, ste
 def bench_bucketing(checkpoint: str = "minilm-l6", batch_size: int = 32, sample_batches: int = 12,
                     warmup: int = 2) -> dict:
     """Padded-token share over SST train, and training time per epoch (from a sample of batches)."""
-    from .batching import BucketBatchSampler, TokenizedSplit, padding_share, random_batches
-    from .data import load_split
-    from .model import BertModel
-    from .tokenizer import load_tokenizer
+    from ..batching import BucketBatchSampler, TokenizedSplit, padding_share, random_batches
+    from ..data import load_split
+    from ..model import BertModel
+    from ..tokenizer import load_tokenizer
 
     ts = TokenizedSplit.build(load_split("sst", "train"), load_tokenizer(checkpoint))
     L = ts.lengths
@@ -319,33 +290,17 @@ def bench_bucketing(checkpoint: str = "minilm-l6", batch_size: int = 32, sample_
 
 
 # ---- 4. utilisation --------------------------------------------------------------------------------
-def matmul_peak(n: int = 2048, reps: int = 10, dtype=torch.float32, device: str = "cpu") -> dict:
-    """Measured matrix-multiply rate, GFLOP/s (the machine's practical peak for that dtype)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
-    t = alternate({"mm": lambda: a @ b}, reps, 2, sync)["mm"]
-    return {"n": n, "gflops": _stats([2 * n**3 / x / 1e9 for x in t])}
-
-
-def training_flops(cfg, B: int, T: int) -> float:
-    """~6 x non-embedding parameters x tokens, plus attention's QK^T and PV (x3 for fwd + bwd)."""
-    H, L, I = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
-    non_embed = L * (4 * H * H + 2 * H * I) + H * H  # layers' matrices + pooler
-    return 6 * non_embed * B * T + 12 * L * B * T * T * H
-
-
 def bench_utilisation(model_rows: list[dict], checkpoint: str = "minilm-l6") -> dict:
     """Our training step's FLOP rate as a share of this machine's measured fp32 matmul rate."""
-    from .checkpoints import resolve_checkpoint
-    from .config import BertConfig
+    from ..checkpoints import resolve_checkpoint
+    from ..config import BertConfig
 
     cfg = BertConfig.from_json_file(resolve_checkpoint(checkpoint) / "config.json")
     peak = matmul_peak()
     out = {"matmul_fp32": peak, "steps": []}
     for r in model_rows:
         if r["what"].startswith("training step"):
-            B, T = map(int, r["what"].split()[-1].split("x"))
+            B, T = r["B"], r["T"]
             fl = training_flops(cfg, B, T)
             ach = fl / r["ours_s"]["median"] / 1e9
             out["steps"].append({"what": r["what"], "gflop_per_step": fl / 1e9, "achieved_gflops": ach,
@@ -357,8 +312,8 @@ def bench_gpu(steps: int = 10, warmup: int = 3) -> dict | None:
     """bert-base shape, bf16 autocast, on CUDA: tokens/s and share of the card's measured bf16 peak."""
     if not torch.cuda.is_available():
         return None
-    from .config import BertConfig
-    from .model import BertModel
+    from ..config import BertConfig
+    from ..model import BertModel
 
     dev = torch.device("cuda")
     cfg = BertConfig()
@@ -399,166 +354,3 @@ def bench_profile(checkpoint: str = "minilm-l6", B: int = 32, T: int = 128, top:
         head, opt = _head_and_opt(model)
         out[name] = _top_ops(_train_step(model, head, opt, batch, hf), top)
     return out
-
-
-# ---- the report ------------------------------------------------------------------------------------
-def _machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import transformers
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "platform": platform.platform(),
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
-
-
-def _mmm(s: dict, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
-    return " / ".join(fmt.format(s[k] * scale) for k in ("min", "median", "max"))
-
-
-def render(res: dict) -> str:
-    """BENCHMARKS.md from a results dict (nothing typed by hand)."""
-    m = res["machine"]
-    L = ["# Benchmarks", "", f"Generated by `minbert bench` on {m['date_utc']} UTC. Do not edit: rerun it.", "",
-         f"- machine: {m['cpu']}, {m['cores']} cores (torch threads {m['torch_threads']}), {m['platform']}",
-         f"- versions: python {m['python']}, torch {m['torch']}, transformers {m['transformers']}",
-         f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
-         "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
-         "the measured steps; a ratio is computed per round and then summarised", ""]
-    L += ["## 1. minBERT vs transformers.BertModel (same weights, same batches)", "",
-          "Training step = forward + backward + `torch.optim.AdamW` step with a linear head; transformers in its "
-          "default attention (SDPA, whose CPU training path with dropout is its math fallback), minBERT in its "
-          "default (the same on a GPU; on the CPU in training, the explicit path with its own dropout: section 5).", "",
-          "| what | ours, s (min / median / max) | transformers, s | speed ratio (transformers time / ours) | target |",
-          "|---|---|---|---|---|"]
-    for r in res["model"]:
-        target = "≥ 1.0" if r["what"].startswith("training") else ""
-        ok = (" ✅" if r["speed_ratio"]["median"] >= 1.0 else " ❌") if target else ""
-        L.append(f"| {r['what']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
-                 f"{_mmm(r['speed_ratio'], fmt='{:.3f}')}{ok} | {target} |")
-    ev = [r for r in res["model"] if "sentences_per_s_ours" in r]
-    L += ["", "Evaluation throughput (forward only, median): " + "; ".join(
-        f"{r['what'].split()[-1]}: ours {r['sentences_per_s_ours']:.0f} sentences/s, transformers "
-        f"{r['sentences_per_s_transformers']:.0f}" for r in ev)]
-    o = res["optimizer"]
-    L += ["", f"Our AdamW (a plain per-parameter loop) vs `torch.optim.AdamW` on MiniLM's parameters: ours "
-          f"{_mmm(o['ours_s'], 1e3, '{:.1f}')} ms, torch {_mmm(o['torch_s'], 1e3, '{:.1f}')} ms per step "
-          f"(speed ratio {o['speed_ratio']['median']:.2f}).", ""]
-    if res.get("dropout"):
-        L += ["Dropout (p = 0.1), forward + backward, minBERT's CPU `Dropout` vs `F.dropout` (section 5 says why):", "",
-              "| tensor | ours, ms (min / median / max) | F.dropout, ms | speed ratio |", "|---|---|---|---|"]
-        L += [f"| {d['what'].split()[-1]} | {_mmm(d['ours_s'], 1e3, '{:.1f}')} | {_mmm(d['torch_s'], 1e3, '{:.1f}')} | "
-              f"{_mmm(d['speed_ratio'], fmt='{:.2f}')} |" for d in res["dropout"]]
-        L += [""]
-    mt = res["multitask"]
-    L += [f"## 2. Multi-task step ({mt['shape']}): PCGrad vs summed loss", "",
-          "| strategy | step time, s (min / median / max) | peak memory, MB | memory before the steps, MB |",
-          "|---|---|---|---|"]
-    for k in ("sum", "pcgrad", "naive-pcgrad", "sum+telemetry"):
-        mem = mt["memory_mb"].get(k)
-        L.append(f"| {k} | {_mmm(mt['time_s'][k])} | {mem['peak_mb']:.0f} | {mem['before_mb']:.0f} |" if mem else
-                 f"| {k} | {_mmm(mt['time_s'][k])} | (as pcgrad) | |")
-    tr, mr = mt["time_ratio_pcgrad_vs_sum"], mt["memory_ratio_pcgrad_vs_sum"]
-    L += ["", f"- PCGrad / sum, time: {_mmm(tr, fmt='{:.3f}')} (target ≤ 1.15{' ✅' if tr['median'] <= 1.15 else ' ❌'})",
-          f"- PCGrad / sum, peak memory: {mr:.3f} (target ≤ 1.3{' ✅' if mr <= 1.3 else ' ❌'})",
-          f"- naive PCGrad / sum (one graph, `retain_graph=True`, deep copies of all gradients): time "
-          f"{mt['time_ratio_naive_vs_sum']['median']:.3f}, peak memory {mt['memory_ratio_naive_vs_sum']:.3f}",
-          f"- telemetry cost: a summed-loss step that also records the gradient conflicts takes "
-          f"{mt['time_ratio_telemetry_vs_sum']['median']:.3f}x a plain one (it keeps per-task gradient copies "
-          "like PCGrad, so its memory is PCGrad's); with `telemetry_every=N` that cost is paid on one step in N.",
-          "- peak memory on the CPU is the peak resident set size (VmHWM) of a fresh process per strategy over "
-          "3 steps, reset just before them; it includes the Python runtime, the model and the optimizer "
-          "state, as `torch.cuda.max_memory_allocated` includes the weights on a GPU. 'before' is the "
-          "resident size when the steps start.", ""]
-    bk = res["bucketing"]
-    L += [f"## 3. Length bucketing (SST train, {bk['examples']} sentences, batch {bk['batch_size']})", "",
-          "| batching | padded-token share | batches | train step, s (min / median / max) | epoch, s (estimate) |",
-          "|---|---|---|---|---|"]
-    for k in ("bucketed", "random"):
-        b = bk[k]
-        L.append(f"| {k} | {b['padded_share']:.1%} | {b['batches']} | {_mmm(b['step_s'])} | {b['epoch_s_estimate']:.0f} |")
-    L += ["", f"Epoch time is the median step time over {bk['sampled_batches']} batches drawn at random from "
-          f"that epoch's batches, times the number of batches: bucketing is {bk['epoch_speedup']:.2f}x faster per epoch.", ""]
-    u = res["utilisation"]
-    L += ["## 4. Utilisation", "", f"This machine's fp32 matrix multiply ({u['matmul_fp32']['n']}²): "
-          f"{_mmm(u['matmul_fp32']['gflops'], fmt='{:.1f}')} GFLOP/s.", "",
-          "| step | GFLOP per step (6·N·tokens + attention) | achieved GFLOP/s (median) | share of measured peak |",
-          "|---|---|---|---|"]
-    for s in u["steps"]:
-        L.append(f"| {s['what']} | {s['gflop_per_step']:.1f} | {s['achieved_gflops']:.1f} | {s['fraction_of_peak']:.1%} |")
-    g = res.get("gpu")
-    L += [""]
-    if g:
-        L += [f"GPU ({g['device']}, {g['shape']}): step {_mmm(g['step_s'], 1e3, '{:.1f}')} ms, "
-              f"{g['tokens_per_s']:.0f} tokens/s, {g['achieved_gflops']:.0f} GFLOP/s = {g['fraction_of_peak']:.1%} of "
-              f"the card's measured bf16 matmul rate ({g['matmul_bf16']['gflops']['median']:.0f} GFLOP/s)."]
-    else:
-        L += [f"GPU: {res.get('gpu_note', 'skipped')}"]
-    prof = res["profile"]
-    L += ["", "## 5. Where the time goes (one training step of each, 32x128, torch.profiler)", "",
-          "Operators in either model's top list, by our self CPU time; '-' where an operator is not in that "
-          "model's top list.", "",
-          "| operator | ours: calls | ours: self CPU, ms | ours: share | transformers: calls | transformers: self CPU, ms | transformers: share |",
-          "|---|---|---|---|---|---|---|"]
-    by = {k: {p["op"]: p for p in prof[k]} for k in ("ours", "transformers")}
-    ops = list(by["ours"]) + [op for op in by["transformers"] if op not in by["ours"]]
-    for op in ops:
-        cells = []
-        for k in ("ours", "transformers"):
-            p = by[k].get(op)
-            cells += [str(p["calls"]), f"{p['self_ms']:.1f}", f"{p['share']:.1%}"] if p else ["-", "-", "-"]
-        L.append(f"| `{op}` | " + " | ".join(cells) + " |")
-    bern = by["transformers"].get("aten::bernoulli_")
-    share = f", {bern['share']:.1%} of transformers' step above" if bern else ""
-    L += ["", f"The change made from this profile: dropout's mask drawing (`aten::bernoulli_`{share}; it was "
-          "the same share of ours when minBERT used `F.dropout` too) is replaced in minBERT on the CPU by "
-          "`rand >= p` (`aten::uniform_` + `aten::ge`) in a small autograd function that saves a bool mask "
-          "(`minbert_core.model.Dropout`); attention in training then takes the explicit "
-          "matmul-softmax-dropout-matmul path, which is what SDPA's CPU math fallback runs anyway. Same "
-          "distribution, same generator; GPUs keep the fused kernels."]
-    return "\n".join(L) + "\n"
-
-
-def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
-    """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
-    from .data import file_path
-
-    sst = file_path("sst", "train")
-    if not sst.is_file():  # needed by the bucketing part; fail before minutes of measuring, not after
-        raise FileNotFoundError(f"{sst}: the bucketing benchmark reads SST train; set MINBERT_DATA or run "
-                                "`minbert data fetch`")
-    res: dict = {"machine": _machine(), "checkpoint": checkpoint}
-    say = lambda s: print(s, flush=True)  # noqa: E731
-    say("1/6 training step and evaluation, ours vs transformers ...")
-    res["model"] = bench_model(checkpoint, steps=steps)
-    say("2/6 optimizer and dropout ...")
-    res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
-    res["dropout"] = bench_dropout()
-    say("3/6 multi-task step: sum, pcgrad, naive pcgrad (time, then memory in fresh processes) ...")
-    res["multitask"] = bench_multitask(checkpoint, steps=steps)
-    say("4/6 length bucketing on SST train ...")
-    res["bucketing"] = bench_bucketing(checkpoint)
-    say("5/6 utilisation (matmul peak; GPU part if present) ...")
-    res["utilisation"] = bench_utilisation(res["model"], checkpoint)
-    res["gpu"] = bench_gpu()
-    if res["gpu"] is None:
-        res["gpu_note"] = "skipped: no CUDA device on this machine (run `minbert bench` where one is present)."
-        say("    no CUDA device: GPU part skipped")
-    say("6/6 profile of one training step ...")
-    res["profile"] = bench_profile(checkpoint)
-    out = Path(out)
-    atomic_write_text(out, render(res))
-    atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))
-    say(f"wrote {out} and {out.with_suffix('.json')}")
-    return res
-
-
-if __name__ == "__main__":  # the memory child: python -m minbert_core.bench --memory-child NAME CKPT B T STEPS DEV
-    if len(sys.argv) == 8 and sys.argv[1] == "--memory-child":
-        _, _, name, ckpt, B, T, steps, dev = sys.argv
-        print(json.dumps(_peak_memory_child(name, ckpt, int(B), int(T), int(steps), dev)))
-    else:
-        sys.exit("usage: minbert bench (this module's own arguments are for its memory measurement)")

@@ -1,0 +1,54 @@
+"""`minbert bench`: speed and memory, measured as ratios against a baseline run in the same process.
+
+Every timing alternates the contenders step by step after a warm-up and reports min/median/max
+over the measured steps. BENCHMARKS.md is written from these measurements only. The harness
+(`harness`), the cases (`cases`) and the Markdown writer (`render`) are separate modules.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
+                    bench_profile, bench_utilisation)
+from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
+from .render import render
+
+__all__ = ["alternate", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+           "bench_optimizer", "bench_profile", "bench_utilisation", "matmul_peak", "render", "run_all",
+           "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
+
+
+def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
+    """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
+    from ..data import file_path
+
+    sst = file_path("sst", "train")
+    if not sst.is_file():  # needed by the bucketing part; fail before minutes of measuring, not after
+        raise FileNotFoundError(f"{sst}: the bucketing benchmark reads SST train; set MINBERT_DATA or run "
+                                "`minbert data fetch`")
+    res: dict = {"machine": _machine(), "checkpoint": checkpoint}
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    say("1/6 training step and evaluation, ours vs transformers ...")
+    res["model"] = bench_model(checkpoint, steps=steps)
+    say("2/6 optimizer and dropout ...")
+    res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
+    res["dropout"] = bench_dropout()
+    say("3/6 multi-task step: sum, pcgrad, naive pcgrad (time, then memory in fresh processes) ...")
+    res["multitask"] = bench_multitask(checkpoint, steps=steps)
+    say("4/6 length bucketing on SST train ...")
+    res["bucketing"] = bench_bucketing(checkpoint)
+    say("5/6 utilisation (matmul peak; GPU part if present) ...")
+    res["utilisation"] = bench_utilisation(res["model"], checkpoint)
+    res["gpu"] = bench_gpu()
+    if res["gpu"] is None:
+        res["gpu_note"] = "skipped: no CUDA device on this machine (run `minbert bench` where one is present)."
+        say("    no CUDA device: GPU part skipped")
+    say("6/6 profile of one training step ...")
+    res["profile"] = bench_profile(checkpoint)
+    out = Path(out)
+    atomic_write_text(out, render(res))
+    atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))
+    say(f"wrote {out} and {out.with_suffix('.json')}")
+    return res
