@@ -313,78 +313,106 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
 
 def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, nb_dir: Path, report: Path,
                   jobs: int, kernel: str) -> list[PlannedRun]:
-    record = lambda: write_json(out / "study.json", {  # noqa: E731
-        "profile": profile, "description": plan["profiles"][profile].get("description", ""),
-        "runs": [asdict(r) for r in runs]})
-    total, done = len(runs) + 1, [0]
-    t_study = time.perf_counter()
-    by_name = {r.name: r for r in runs}
+    """The study's steps: settle what is already done, run the independent notebooks (in parallel
+    with jobs > 1), then those that read other runs, then the report; say what failed."""
+    ex = _Execution(plan, profile, runs, out, nb_dir, jobs, kernel)
+    print(f"study '{profile}': {len(ex.executed)} runs + report -> {out}", flush=True)
+    ex.run_independent()
+    ex.run_dependent()
+    ex.run_report(report)
+    ex.summarise_failures()
+    return runs
 
-    ran: list[float] = []  # seconds of the notebooks executed by this invocation, for the ETA
 
-    def report_progress(r: PlannedRun) -> None:
-        done[0] += 1
+class _Execution:
+    """One invocation of a study plan: its progress lines, its ETA and its study.json record."""
+
+    def __init__(self, plan: dict, profile: str, runs: list[PlannedRun], out: Path, nb_dir: Path, jobs: int,
+                 kernel: str):
+        self.plan, self.profile, self.runs, self.out = plan, profile, runs, out
+        self.nb_dir, self.jobs, self.kernel = nb_dir, jobs, kernel
+        self.by_name = {r.name: r for r in runs}
+        self.executed = [r for r in runs if r.same_as is None]  # same_as columns read other runs
+        self.total = len(self.executed) + 1  # and the report
+        self.settled = 0
+        self.ran: list[float] = []  # seconds of the notebooks this invocation executed, for the ETA
+        self.t0 = time.perf_counter()
+
+    def record(self) -> None:
+        write_json(self.out / "study.json", {
+            "profile": self.profile, "description": self.plan["profiles"][self.profile].get("description", ""),
+            "runs": [asdict(r) for r in self.runs]})
+
+    def settle(self, r: PlannedRun) -> None:
+        """One line per settled notebook: status, time, its dev score, and the study's ETA."""
+        self.settled += 1
         took = f" in {r.seconds:.0f} s" if r.seconds is not None else ""
         if r.seconds is not None:
-            ran.append(r.seconds)
-        elapsed = time.perf_counter() - t_study
-        left = total - 1 - done[0]  # notebooks still to settle, the report aside
-        eta = f", ETA {format_duration(sum(ran) / len(ran) * left / jobs)}" if ran and left > 0 else ""
-        print(f"[{done[0]}/{total}] {r.name} ({r.notebook}): {r.status}{took}{_score_text(out / r.name)} | "
-              f"study {elapsed / 60:.1f} min{eta}", flush=True)
+            self.ran.append(r.seconds)
+        left = self.total - 1 - self.settled
+        eta = (f", ETA {format_duration(sum(self.ran) / len(self.ran) * left / self.jobs)}"
+               if self.ran and left > 0 else "")
+        print(f"[{self.settled}/{self.total}] {r.name} ({r.notebook}): {r.status}{took}{_score_text(self.out / r.name)}"
+              f" | study {(time.perf_counter() - self.t0) / 60:.1f} min{eta}", flush=True)
         if r.error:
             print(f"    error: {r.error}", file=sys.stderr, flush=True)
-        record()
+        self.record()
 
-    def todo(r: PlannedRun) -> bool:
-        """Settle skipped runs here; True where the notebook must execute."""
-        if (out / r.name / ".complete").is_file():
+    def needs_running(self, r: PlannedRun) -> bool:
+        """Settle a run that is complete, or whose inputs failed; True where its notebook must run."""
+        if (self.out / r.name / ".complete").is_file():
             r.status = "skipped (complete)"
-        elif any(by_name[n].status.startswith("failed") for n in r.needs):
+        elif any(self.by_name[n].status.startswith("failed") for n in r.needs):
             r.status, r.error = "failed", f"needs a failed run: {', '.join(r.needs)}"
         else:
             return True
-        report_progress(r)
+        self.settle(r)
         return False
 
-    def args(r: PlannedRun) -> tuple:
-        return (str(nb_dir / f"{r.notebook}.ipynb"), str(out / r.name), r.params, kernel, r.notebook)
+    def _args(self, r: PlannedRun) -> tuple:
+        return (str(self.nb_dir / f"{r.notebook}.ipynb"), str(self.out / r.name), r.params, self.kernel, r.notebook)
 
-    executed = [r for r in runs if r.same_as is None]
-    total = len(executed) + 1
-    print(f"study '{profile}': {len(executed)} runs + report -> {out}", flush=True)
-    first = [r for r in executed if not r.needs and todo(r)]
-    if jobs > 1 and len(first) > 1:
-        # Separate processes: nbclient must run in a process's main thread (widget comms hang in threads).
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_entry, *args(r)): r for r in first}
-            for fut in as_completed(futures):
-                r = futures[fut]
-                r.status, r.error, r.seconds = fut.result()
-                report_progress(r)
-    else:
-        for r in first:
-            r.status, r.error, r.seconds = _run_entry(*args(r))
-            report_progress(r)
-    for r in executed:
-        if r.needs and todo(r):
-            r.status, r.error, r.seconds = _run_entry(*args(r))
-            report_progress(r)
-    rep = PlannedRun("report", "05_report", {"study_dir": str(out), "report_dir": str(report)})
-    t0 = time.perf_counter()
-    try:
-        execute(nb_dir / "05_report.ipynb", out / "report" / "notebook.ipynb", rep.params, kernel)
-        rep.status = "complete"
-    except Exception as e:
-        rep.status, rep.error = "failed", f"{out / 'report' / 'notebook.ipynb'}: {_error_text(e)}"
-    rep.seconds = time.perf_counter() - t0
-    print(f"[{total}/{total}] report (05_report): {rep.status} in {rep.seconds:.0f} s -> {report}", flush=True)
-    runs.append(rep)
-    record()
-    failed = [r for r in runs if r.status == "failed"]
-    if failed:
-        print(f"\n{len(failed)} of {len(runs)} notebooks failed:", file=sys.stderr)
-        for r in failed:
-            print(f"  {r.name}: {r.error}", file=sys.stderr)
-    return runs
+    def _run(self, r: PlannedRun) -> None:
+        r.status, r.error, r.seconds = _run_entry(*self._args(r))
+        self.settle(r)
+
+    def run_independent(self) -> None:
+        todo = [r for r in self.executed if not r.needs and self.needs_running(r)]
+        if self.jobs > 1 and len(todo) > 1:
+            # Separate processes: nbclient must run in a process's main thread (widget comms hang in threads).
+            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+                futures = {pool.submit(_run_entry, *self._args(r)): r for r in todo}
+                for fut in as_completed(futures):
+                    r = futures[fut]
+                    r.status, r.error, r.seconds = fut.result()
+                    self.settle(r)
+        else:
+            for r in todo:
+                self._run(r)
+
+    def run_dependent(self) -> None:
+        for r in self.executed:
+            if r.needs and self.needs_running(r):
+                self._run(r)
+
+    def run_report(self, report: Path) -> None:
+        rep = PlannedRun("report", "05_report", {"study_dir": str(self.out), "report_dir": str(report)})
+        t0 = time.perf_counter()
+        try:
+            execute(self.nb_dir / "05_report.ipynb", self.out / "report" / "notebook.ipynb", rep.params, self.kernel)
+            rep.status = "complete"
+        except Exception as e:
+            rep.status, rep.error = "failed", f"{self.out / 'report' / 'notebook.ipynb'}: {_error_text(e)}"
+        rep.seconds = time.perf_counter() - t0
+        print(f"[{self.total}/{self.total}] report (05_report): {rep.status} in {rep.seconds:.0f} s -> {report}",
+              flush=True)
+        self.runs.append(rep)
+        self.record()
+
+    def summarise_failures(self) -> None:
+        failed = [r for r in self.runs if r.status == "failed"]
+        if failed:
+            print(f"\n{len(failed)} of {len(self.runs)} notebooks failed:", file=sys.stderr)
+            for r in failed:
+                print(f"  {r.name}: {r.error}", file=sys.stderr)
 
