@@ -222,10 +222,6 @@ class TrainingDiverged(RuntimeError):
     """A non-finite loss stopped the run; the last good checkpoint is kept."""
 
 
-class _Interrupt(KeyboardInterrupt):
-    """Raised by tests (stop_after_steps) to simulate a run killed mid-epoch."""
-
-
 class TaskStream:
     """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
 
@@ -523,75 +519,32 @@ class Trainer:
             write_csv(self.run_dir / "telemetry.csv", self.telemetry)
 
     # ---- the loop -----------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> dict:
-        """Train to the end (or from the last checkpoint), then write metrics and predictions."""
+    def run(self, resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict:
+        """Train to the end (or from the last checkpoint), then write metrics and predictions.
+
+        on_step(steps this call has run) is called after every step and its checkpoint (tests use it
+        to stop a run mid-epoch)."""
         cfg, last = self.cfg, self.run_dir / "checkpoints" / "last.pt"
-        self.history: list[dict] = []
-        self.telemetry: list[dict] = []
-        self.best: dict = {"score": -math.inf, "epoch": None, "dev": None}
-        self.elapsed = self.train_time = 0.0
-        self.examples = 0
-        epoch = step0 = gstep = 0
-        if resume and last.is_file():
-            epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
-            self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
+        epoch, step0, gstep = self._start(resume, last)
         t_start, steps_now = time.perf_counter() - self.elapsed, 0
-        if not self.progress and self.main:
-            self.progress_log = ProgressLog(cfg.epochs * self.steps_per_epoch, done_steps=gstep)
         dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
             for epoch in range(epoch, cfg.epochs):
-                self.model.train()
-                if cfg.mode == "pretrain":
-                    self.model.encoder.eval()  # frozen: no dropout, so its features are fixed
+                self._train_mode()
                 bar = self._bar(epoch, step0)
                 for step in range(step0, self.steps_per_epoch):
-                    t0 = time.perf_counter()
-                    batches = {t: s.next() for t, s in self.streams.items()}
-                    shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
-                    record = cfg.telemetry_every > 0 and gstep % cfg.telemetry_every == 0
-                    self.optimizer.zero_grad(set_to_none=True)
-                    try:
-                        res = self.strategy.backward(
-                            {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}, self.shared,
-                            record=record, reduce=self.dist.all_reduce_ if self.dist.enabled else None)
-                    except NonFiniteLoss as e:
-                        self._diverged(f"step {gstep} (epoch {epoch + 1}), {e}", last)
-                    raw = self._reduce_step(res) if self.dist.enabled else res.losses
-                    self.optimizer.step()
-                    dt = time.perf_counter() - t0
-                    n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
-                    self.examples, self.train_time = self.examples + n, self.train_time + dt
                     gstep += 1
-                    losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in raw.items()}
-                    self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
-                                         **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
-                                         "examples_per_s": n / dt})
-                    self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r}
-                                       for r in res.telemetry]
-                    if self.progress_log is not None:
-                        self.progress_log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()},
-                                         "ex/s": f"{n / dt:.0f}"})
+                    self._step(epoch, gstep, bar, last)
                     steps_now += 1
                     if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0:
                         self.elapsed = time.perf_counter() - t_start
                         self._checkpoint(epoch, step + 1, gstep, last)
-                    if stop_after_steps is not None and steps_now >= stop_after_steps:
-                        raise _Interrupt(f"stopped after {steps_now} steps (test hook)")
+                    if on_step is not None:
+                        on_step(steps_now)
                 if bar is not None:
                     bar.close()
                 step0 = 0
-                if self.main:  # the other ranks wait for it at their next collective
-                    dev = self.evaluate("dev")
-                    self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev",
-                                         **{f"dev_{k}": v for k, v in dev.items()}})
-                    if self.selection_score(dev) > self.best["score"]:
-                        self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
-                        atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
-                    self._say(self._epoch_line(epoch, gstep, dev))
+                dev = self._end_epoch(epoch, gstep)
                 self.elapsed = time.perf_counter() - t_start
                 self._checkpoint(epoch + 1, 0, gstep, last)
         except KeyboardInterrupt:
@@ -602,6 +555,68 @@ class Trainer:
         if not self.main:
             return {"status": "complete", "rank": self.dist.rank, "warnings": []}
         return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
+
+    def _start(self, resume: bool, last: Path) -> tuple[int, int, int]:
+        """Fresh records, or those of the last checkpoint; returns (epoch, step in epoch, global step)."""
+        self.history: list[dict] = []
+        self.telemetry: list[dict] = []
+        self.best: dict = {"score": -math.inf, "epoch": None, "dev": None}
+        self.elapsed = self.train_time = 0.0
+        self.examples = 0
+        epoch = step0 = gstep = 0
+        if resume and last.is_file():
+            epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
+            self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
+        if not self.progress and self.main:
+            self.progress_log = ProgressLog(self.cfg.epochs * self.steps_per_epoch, done_steps=gstep)
+        return epoch, step0, gstep
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.mode == "pretrain":
+            self.model.encoder.eval()  # frozen: no dropout, so its features are fixed
+
+    def _step(self, epoch: int, gstep: int, bar, last: Path) -> None:
+        """One optimizer step on one batch of every trained task, and its records."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        batches = {t: s.next() for t, s in self.streams.items()}
+        shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
+        record = cfg.telemetry_every > 0 and (gstep - 1) % cfg.telemetry_every == 0
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            res = self.strategy.backward(
+                {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}, self.shared,
+                record=record, reduce=self.dist.all_reduce_ if self.dist.enabled else None)
+        except NonFiniteLoss as e:
+            self._diverged(f"step {gstep - 1} (epoch {epoch + 1}), {e}", last)
+        raw = self._reduce_step(res) if self.dist.enabled else res.losses
+        self.optimizer.step()
+        dt = time.perf_counter() - t0
+        n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
+        self.examples, self.train_time = self.examples + n, self.train_time + dt
+        losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in raw.items()}
+        self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
+                             **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
+                             "examples_per_s": n / dt})
+        self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r} for r in res.telemetry]
+        if self.progress_log is not None:
+            self.progress_log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()}, "ex/s": f"{n / dt:.0f}"})
+
+    def _end_epoch(self, epoch: int, gstep: int) -> dict | None:
+        """Rank 0 scores dev, keeps the best weights and prints the epoch's line; the other ranks
+        wait for it at their next collective."""
+        if not self.main:
+            return None
+        dev = self.evaluate("dev")
+        self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev", **{f"dev_{k}": v for k, v in dev.items()}})
+        if self.selection_score(dev) > self.best["score"]:
+            self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
+            atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
+        self._say(self._epoch_line(epoch, gstep, dev))
+        return dev
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
         self.model.load_state_dict(load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device))
@@ -672,7 +687,7 @@ def run_label(cfg: TrainConfig) -> str:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          stop_after_steps: int | None = None, dist: Dist | None = None) -> Path:
+          on_step: Callable[[int], None] | None = None, dist: Dist | None = None) -> Path:
     """Run one experiment into runs_dir/run_id and return its folder.
 
     resume=True continues the run in runs_dir/run_id from its last checkpoint; its saved config
@@ -695,7 +710,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         error = dist.broadcast_object(None)  # rank 0's verdict on the folder and config
         if error:
             raise ValueError(error)
-        Trainer(cfg, run_dir, progress=False, dist=dist).run(resume=resume, stop_after_steps=stop_after_steps)
+        Trainer(cfg, run_dir, progress=False, dist=dist).run(resume=resume, on_step=on_step)
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
@@ -705,7 +720,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
         dist.broadcast_object(None)
-        return _train_locked(cfg, run_dir, resume, progress, stop_after_steps, dist)
+        return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
 
 
 def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
@@ -730,7 +745,7 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,
-                  stop_after_steps: int | None, dist: Dist) -> Path:
+                  on_step: Callable[[int], None] | None, dist: Dist) -> Path:
     cfg_file = run_dir / "config.json"
     trainer = Trainer(cfg, run_dir, progress=progress, dist=dist)
     params = sum(p.numel() for p in trainer.model.parameters())
@@ -743,7 +758,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool 
         "environment": {**environment(trainer.device), "world_size": dist.world},
         "data": trainer.data_record,
     })
-    metrics = trainer.run(resume=resume, stop_after_steps=stop_after_steps)
+    metrics = trainer.run(resume=resume, on_step=on_step)
     for w in metrics["warnings"]:
         if w.startswith("did not learn"):
             print(f"warning: {run_dir.name}: {w}", file=sys.stderr, flush=True)

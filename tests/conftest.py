@@ -39,3 +39,4 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         if (src / f).is_file():
             shutil.copy(src / f, folder / f)
     return folder
+

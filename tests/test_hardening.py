@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import stop_after
 
 from minbert_core.cli import main
 from minbert_core.runs import folder_lock
@@ -35,7 +36,7 @@ class _Payload:
 def test_resume_never_executes_a_planted_pickle(tmp_path, data_root):
     cfg = _cfg(tmp_path, data_root, run_id="victim", checkpoint_every=1)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, stop_after_steps=1)
+        train(cfg, on_step=stop_after(1))
     last = tmp_path / "runs" / "victim" / "checkpoints" / "last.pt"
     assert last.is_file()
     marker = tmp_path / "PWNED"
@@ -52,7 +53,7 @@ def test_a_real_checkpoint_resumes_with_weights_only(tmp_path, data_root):
 
     cfg = _cfg(tmp_path, data_root, run_id="ok", checkpoint_every=1)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, stop_after_steps=1)
+        train(cfg, on_step=stop_after(1))
     st = torch.load(tmp_path / "runs" / "ok" / "checkpoints" / "last.pt", weights_only=True)
     assert isinstance(st["rng"]["numpy"][1], list)
     assert train(cfg, resume=True).name == "ok"
@@ -187,7 +188,7 @@ def test_damaged_weights_name_the_file(tiny_checkpoint, tmp_path, fname, damage)
 def test_truncated_last_checkpoint_names_it(tmp_path, data_root, capsys):
     cfg = _cfg(tmp_path, data_root, run_id="cut", checkpoint_every=1)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, stop_after_steps=1)
+        train(cfg, on_step=stop_after(1))
     last = tmp_path / "runs" / "cut" / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
     args = ["train", "--checkpoint", "random:tiny", "--epochs", "1", "--train-limit", "24", "--eval-limit", "16",

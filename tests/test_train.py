@@ -7,6 +7,7 @@ import csv
 import json
 
 import pytest
+from helpers import stop_after
 import torch
 
 from minbert_core.cli import main
@@ -104,7 +105,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root):
     full = _metrics(train(cfg))
     cut = TrainConfig(**{**cfg.__dict__, "run_id": "cut"})
     with pytest.raises(KeyboardInterrupt):
-        train(cut, stop_after_steps=5)  # killed mid-epoch 2 (6 steps per epoch); last checkpoint at step 4
+        train(cut, on_step=stop_after(5))  # killed mid-epoch 2 (6 steps per epoch); last checkpoint at step 4
     assert not (tmp_path / "runs" / "cut" / "metrics.json").exists()
     resumed = _metrics(train(cut, resume=True))
     for key in ("best_dev", "final_dev", "best_epoch", "steps"):
