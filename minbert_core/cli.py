@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--report-dir")
     rp.set_defaults(fn=_cmd_report)
 
+    _add_data_commands(sub)
+    return p
+
+
+def _add_data_commands(sub) -> None:
+    """`minbert data fetch` and `minbert data stats`."""
     d = sub.add_parser("data", help="get and inspect the data files").add_subparsers(dest="data_cmd", required=True)
     f = d.add_parser("fetch", help="download the CS224N data files, verified against their git blob ids")
     f.add_argument("--dest", help="target folder (default: $MINBERT_DATA or ./data)")
@@ -191,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--checkpoint", default="minilm-l6")
     st.set_defaults(fn=_cmd_stats)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,6 +115,39 @@ def _rows(reader, path: Path):
             raise ValueError(f"{path}:{reader.line_num}: malformed record ({e})") from None
 
 
+def _utf8_text(p: Path) -> str:
+    """A file's text; bytes that are not UTF-8 are an error naming the file and line."""
+    raw_bytes = p.read_bytes()
+    try:
+        return raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = raw_bytes[: e.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line_no}: not UTF-8 text (byte 0x{raw_bytes[e.start]:02x}); the file is damaged: "
+                         "fetch it again with `minbert data fetch`") from None
+
+
+def _parse_row(row: list[str], spec: DatasetSpec, cols: dict[str, int], need: int,
+               labelled: bool) -> tuple[Example | None, str | None]:
+    """One CSV row as an Example, or the reason it is skipped."""
+    if len(row) < need:
+        return None, f"too few fields ({len(row)}, need {need})"
+    texts = [row[cols[c]].strip() for c in spec.text_columns]
+    if any(not t for t in texts):
+        return None, "empty sentence"
+    if any("\x00" in t for t in texts):
+        return None, "NUL byte in a sentence"
+    label = None
+    if labelled:
+        raw = row[cols[spec.label_column]].strip()
+        if not raw:
+            return None, f"missing {spec.label_column}"
+        try:
+            label = spec.parse_label(raw)
+        except ValueError as e:
+            return None, str(e)
+    return Example(row[cols["id"]].strip(), texts[0], texts[1] if len(texts) > 1 else None, label), None
+
+
 def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
                path: str | Path | None = None, sample_seed: int = 0) -> Split | None:
     """Read one split. Returns None only for an optional test file that is absent.
@@ -141,14 +174,7 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
         )
     labelled = split != "test"
     out = Split(task, split, p, [], 0)
-    raw_bytes = p.read_bytes()
-    try:
-        text = raw_bytes.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = raw_bytes[: e.start].count(b"\n") + 1
-        raise ValueError(f"{p}:{line_no}: not UTF-8 text (byte 0x{raw_bytes[e.start]:02x}); the file is damaged: "
-                         "fetch it again with `minbert data fetch`") from None
-    with io.StringIO(text, newline="") as fh:
+    with io.StringIO(_utf8_text(p), newline="") as fh:
         reader = csv.reader(fh, delimiter="\t")
         try:
             header = next(reader)
@@ -167,31 +193,12 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
             if not row:
                 continue  # a blank line is not a record
             out.rows_read += 1
-            reason = None
-            if len(row) < need:
-                reason = f"too few fields ({len(row)}, need {need})"
-            else:
-                texts = [row[cols[c]].strip() for c in spec.text_columns]
-                label = None
-                if any(not t for t in texts):
-                    reason = "empty sentence"
-                elif any("\x00" in t for t in texts):
-                    reason = "NUL byte in a sentence"
-                elif labelled:
-                    raw = row[cols[spec.label_column]].strip()
-                    if not raw:
-                        reason = f"missing {spec.label_column}"
-                    else:
-                        try:
-                            label = spec.parse_label(raw)
-                        except ValueError as e:
-                            reason = str(e)
+            example, reason = _parse_row(row, spec, cols, need, labelled)
             if reason is not None:
                 out.skipped.append((start, reason))
                 log.warning("%s:%d: skipped row: %s", p, start, reason)
                 continue
-            out.examples.append(Example(row[cols["id"]].strip(), texts[0],
-                                        texts[1] if len(texts) > 1 else None, label))
+            out.examples.append(example)
     if out.skipped:
         log.warning("%s: skipped %d of %d rows (see warnings above)", p, len(out.skipped), out.rows_read)
     if not out.examples:

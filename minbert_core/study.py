@@ -179,12 +179,18 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
                                            compare_to=exp.get("compare_to"),
                                            expect_failure=exp.get("expect_failure"))))
     ordered = [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
-    names = [r.name for r in ordered]
+    _check_references(ordered)
+    return ordered
+
+
+def _check_references(runs: list[PlannedRun]) -> None:
+    """Run names are unique, and every same_as, compare_to and @run names something in the plan."""
+    names = [r.name for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"plan gives several runs the same name: {', '.join(dup)}")
-    experiments = {r.experiment for r in ordered}
-    for r in ordered:
+    experiments = {r.experiment for r in runs}
+    for r in runs:
         if r.same_as is not None and r.same_as not in experiments:
             raise ValueError(f"plan entry {r.name}: same_as names no experiment: {r.same_as!r}")
         if r.compare_to is not None and r.compare_to not in experiments:
@@ -192,7 +198,6 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
         unknown = [n for n in r.needs if n not in names]
         if unknown:
             raise ValueError(f"run {r.name} refers to unknown run(s): {', '.join(unknown)}")
-    return ordered
 
 
 def describe(runs: list[PlannedRun], as_json: bool = False) -> str:

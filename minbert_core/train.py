@@ -163,30 +163,20 @@ def _coerce(name: str, typ: str, v):
         if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
             return v.strip().lower() in _TRUE
         raise bad(" (true or false)")
-    if typ == "int":
+    if typ in ("int", "float"):
+        number, hint = (int, " (a whole number)") if typ == "int" else (float, " (a number such as 1e-5)")
         if isinstance(v, bool):
             raise bad()
-        if isinstance(v, int):
-            return v
-        if isinstance(v, float) and v.is_integer():
+        if isinstance(v, int) or (typ == "float" and isinstance(v, float)):
+            return number(v)
+        if isinstance(v, float) and v.is_integer():  # an int field given 2.0
             return int(v)
         if isinstance(v, str):
             try:
-                return int(v.strip())
+                return number(v.strip())
             except ValueError:
-                raise bad(" (a whole number)") from None
-        raise bad(" (a whole number)")
-    if typ == "float":
-        if isinstance(v, bool):
-            raise bad()
-        if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(v, str):
-            try:
-                return float(v.strip())
-            except ValueError:
-                raise bad(" (a number such as 1e-5)") from None
-        raise bad()
+                raise bad(hint) from None
+        raise bad(hint if typ == "int" else "")
     if typ == "str":
         if not isinstance(v, str):
             raise bad()

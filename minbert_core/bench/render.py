@@ -4,15 +4,19 @@ from __future__ import annotations
 from .harness import _mmm
 
 
+def _head(*cols: str) -> list[str]:
+    """A Markdown table's header and rule."""
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
 def _model(res: dict) -> list[str]:
     """Section 1: minBERT against transformers, the optimizer and dropout."""
-    L: list[str] = []
-    L += ["## 1. minBERT vs transformers.BertModel (same weights, same batches)", "",
+    L = ["## 1. minBERT vs transformers.BertModel (same weights, same batches)", "",
           "Training step = forward + backward + `torch.optim.AdamW` step with a linear head; transformers in its "
           "default attention (SDPA, whose CPU training path with dropout is its math fallback), minBERT in its "
           "default (the same on a GPU; on the CPU in training, the explicit path with its own dropout: the README's Speed section says why).", "",
-          "| what | ours, s (min / median / max) | transformers, s | speed ratio (transformers time / ours) | target |",
-          "|---|---|---|---|---|"]
+          *_head("what", "ours, s (min / median / max)", "transformers, s",
+                 "speed ratio (transformers time / ours)", "target")]
     for r in res["model"]:
         target = "≥ 1.0" if r["what"].startswith("training") else ""
         ok = (" ✅" if r["speed_ratio"]["median"] >= 1.0 else " ❌") if target else ""
@@ -30,7 +34,7 @@ def _model(res: dict) -> list[str]:
              f"{o['foreach_speedup']['median']:.2f}x faster" if "ours_loop_s" in o else "") + ".", ""]
     if res.get("dropout"):
         L += ["Dropout (p = 0.1), forward + backward, minBERT's CPU `Dropout` vs `F.dropout` (the README's Speed section says why):", "",
-              "| tensor | ours, ms (min / median / max) | F.dropout, ms | speed ratio |", "|---|---|---|---|"]
+              *_head("tensor", "ours, ms (min / median / max)", "F.dropout, ms", "speed ratio")]
         L += [f"| {d['shape']} | {_mmm(d['ours_s'], 1e3, '{:.1f}')} | {_mmm(d['torch_s'], 1e3, '{:.1f}')} | "
               f"{_mmm(d['speed_ratio'], fmt='{:.2f}')} |" for d in res["dropout"]]
         L += [""]
@@ -39,11 +43,9 @@ def _model(res: dict) -> list[str]:
 
 def _multitask(res: dict) -> list[str]:
     """Section 2: the multi-task step per strategy, time and memory."""
-    L: list[str] = []
     mt = res["multitask"]
-    L += [f"## 2. Multi-task step ({mt['shape']}): PCGrad vs summed loss", "",
-          "| strategy | step time, s (min / median / max) | peak memory, MB | memory before the steps, MB |",
-          "|---|---|---|---|"]
+    L = [f"## 2. Multi-task step ({mt['shape']}): PCGrad vs summed loss", "",
+          *_head("strategy", "step time, s (min / median / max)", "peak memory, MB", "memory before the steps, MB")]
     for k in ("sum", "pcgrad", "naive-pcgrad", "sum+telemetry"):
         mem = mt["memory_mb"].get(k)
         L.append(f"| {k} | {_mmm(mt['time_s'][k])} | {mem['peak_mb']:.0f} | {mem['before_mb']:.0f} |" if mem else
@@ -65,11 +67,10 @@ def _multitask(res: dict) -> list[str]:
 
 def _bucketing(res: dict) -> list[str]:
     """Section 3: length bucketing."""
-    L: list[str] = []
     bk = res["bucketing"]
-    L += [f"## 3. Length bucketing (SST train, {bk['examples']} sentences, batch {bk['batch_size']})", "",
-          "| batching | padded-token share | batches | train step, s (min / median / max) | epoch, s (estimate) |",
-          "|---|---|---|---|---|"]
+    L = [f"## 3. Length bucketing (SST train, {bk['examples']} sentences, batch {bk['batch_size']})", "",
+          *_head("batching", "padded-token share", "batches", "train step, s (min / median / max)",
+                 "epoch, s (estimate)")]
     for k in ("bucketed", "random"):
         b = bk[k]
         L.append(f"| {k} | {b['padded_share']:.1%} | {b['batches']} | {_mmm(b['step_s'])} | {b['epoch_s_estimate']:.0f} |")
@@ -80,12 +81,11 @@ def _bucketing(res: dict) -> list[str]:
 
 def _utilisation(res: dict) -> list[str]:
     """Section 4: utilisation against the measured matmul rate, and the GPU when there was one."""
-    L: list[str] = []
     u = res["utilisation"]
-    L += ["## 4. Utilisation", "", f"This machine's fp32 matrix multiply ({u['matmul_fp32']['n']}²): "
+    L = ["## 4. Utilisation", "", f"This machine's fp32 matrix multiply ({u['matmul_fp32']['n']}²): "
           f"{_mmm(u['matmul_fp32']['gflops'], fmt='{:.1f}')} GFLOP/s.", "",
-          "| step | GFLOP per step (6·N·tokens + attention) | achieved GFLOP/s (median) | share of measured peak |",
-          "|---|---|---|---|"]
+          *_head("step", "GFLOP per step (6·N·tokens + attention)", "achieved GFLOP/s (median)",
+                 "share of measured peak")]
     for s in u["steps"]:
         L.append(f"| {s['what']} | {s['gflop_per_step']:.1f} | {s['achieved_gflops']:.1f} | {s['fraction_of_peak']:.1%} |")
     g = res.get("gpu")
@@ -101,13 +101,11 @@ def _utilisation(res: dict) -> list[str]:
 
 def _profile(res: dict) -> list[str]:
     """Section 5: where the time of a training step goes."""
-    L: list[str] = []
     prof = res["profile"]
-    L += ["", "## 5. Where the time goes (one training step of each, 32x128, torch.profiler)", "",
+    L = ["", "## 5. Where the time goes (one training step of each, 32x128, torch.profiler)", "",
           "Operators in either model's top list, by our self CPU time; '-' where an operator is not in that "
           "model's top list.", "",
-          "| operator | ours: calls | ours: self CPU, ms | ours: share | transformers: calls | transformers: self CPU, ms | transformers: share |",
-          "|---|---|---|---|---|---|---|"]
+          *_head("operator", *(f"{k}: {c}" for k in ("ours", "transformers") for c in ("calls", "self CPU, ms", "share")))]
     by = {k: {p["op"]: p for p in prof[k]} for k in ("ours", "transformers")}
     ops = list(by["ours"]) + [op for op in by["transformers"] if op not in by["ours"]]
     for op in ops:
