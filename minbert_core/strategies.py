@@ -1,6 +1,6 @@
 """Gradient-combination strategies behind one contract: `backward(loss_fns, shared)`, then a normal
 optimizer.step(). Registered by name in STRATEGIES: single, sum, pcgrad, mgda-ub, imtl-g, aligned-mtl, cagrad,
-nash-mtl, gradvac.
+nash-mtl, gradvac, dwa, uncertainty.
 
 Each task's forward and backward run in turn, so only one task's graph is alive at a time. Heads
 receive their own task's gradient; only the shared parameters' gradients are combined.
@@ -90,6 +90,14 @@ class GradientStrategy:
     def __init__(self, seed: int = 0):
         self.flat = _FlatGrads()
         self.last_weights: torch.Tensor | None = None  # w of the last combination d = w^T G, for telemetry
+        self.last_losses: torch.Tensor | None = None  # this step's task losses (global ones on several ranks)
+
+    def bind(self, tasks: Sequence[str]) -> None:
+        """Called once with the trained tasks, in the order backward will see them."""
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Parameters the strategy learns itself (trained by the run's optimizer at the heads' rate)."""
+        return []
 
     def train_tasks(self, tasks: Sequence[str], single_task: str) -> tuple[str, ...]:
         return tuple(tasks)
@@ -129,8 +137,10 @@ class GradientStrategy:
                     G[i, s:e].copy_(p.grad.reshape(-1))
                     touched[k] = True
                     p.grad = None  # isolate the next task's gradient
+        self.last_losses = torch.tensor([losses[t] for t in tasks], dtype=torch.float64)
         if reduce is not None:
             reduce(G)
+            reduce(self.last_losses)  # the loss-based weights must be the same on every rank
         combined, altered = self.combine(G)
         for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
             if touched[k]:  # parameters no task reached keep grad None (no zero grads written)
@@ -306,6 +316,84 @@ class GradVac(GramStrategy):
         self.targets = state["targets"]
 
 
+class DWA(GramStrategy):
+    """Dynamic Weight Average (Liu et al. 2019): w_i = T softmax_i(r_i / tau), r_i the ratio of task i's
+    mean loss over the last two windows, tau = 2. The paper's windows are epochs; the study's runs
+    are one epoch long, so here a window is 50 steps (equal weights until two windows have passed).
+    Its loss history is state, saved for resume."""
+
+    name = "dwa"
+    window, temperature = 50, 2.0
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.sums: torch.Tensor | None = None
+        self.count = 0
+        self.means: list[torch.Tensor] = []  # the last two windows' mean losses
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        if len(self.means) == 2:
+            r = self.means[1] / self.means[0].clamp(min=1e-12)
+            w = T * torch.softmax(r / self.temperature, dim=0)
+        else:
+            w = torch.ones(T, dtype=torch.float64)
+        losses = self.last_losses if self.last_losses is not None else torch.zeros(T, dtype=torch.float64)
+        self.sums = losses.clone() if self.sums is None else self.sums + losses
+        self.count += 1
+        if self.count == self.window:
+            self.means = (self.means + [self.sums / self.count])[-2:]
+            self.sums, self.count = None, 0
+        return w, torch.zeros(T, T, dtype=torch.bool)
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums, "count": self.count, "means": list(self.means)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count, self.means = state["sums"], state["count"], list(state["means"])
+
+
+class UncertaintyWeighting(GramStrategy):
+    """Uncertainty weighting (Kendall et al. 2018), as LibMTL writes it: the loss
+    sum_i L_i / (2 exp(s_i)) + s_i / 2 with a learned log-variance s_i per task (from 0). The shared
+    gradient is sum_i g_i / (2 exp(s_i)); s_i's own gradient, 1/2 - L_i / (2 exp(s_i)), is set here
+    and the run's optimizer steps s with the heads. s is state, saved for resume."""
+
+    name = "uncertainty"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.log_vars: nn.Parameter | None = None
+
+    def bind(self, tasks: Sequence[str]) -> None:
+        self.log_vars = nn.Parameter(torch.zeros(len(tasks)))
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [self.log_vars] if self.log_vars is not None else []
+
+    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        if self.log_vars is None:
+            self.bind([str(i) for i in range(T)])
+        s = self.log_vars.detach().double().cpu()
+        w = 0.5 * torch.exp(-s)
+        if self.last_losses is not None:
+            g = 0.5 - 0.5 * self.last_losses * torch.exp(-s)
+            self.log_vars.grad = g.to(self.log_vars.dtype).to(self.log_vars.device)
+        return w, torch.zeros(T, T, dtype=torch.bool)
+
+    def state_dict(self) -> dict:
+        return {"log_vars": None if self.log_vars is None else self.log_vars.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("log_vars") is not None:
+            if self.log_vars is None:
+                self.log_vars = nn.Parameter(state["log_vars"].clone())
+            else:
+                with torch.no_grad():
+                    self.log_vars.copy_(state["log_vars"])
+
+
 class AlignedMTL(GramStrategy):
     """Aligned-MTL (Senushkin et al. 2023): the task gradients made orthogonal with equal norms (the
     smallest singular value of G), then summed, so no task's gradient dominates the step."""
@@ -356,7 +444,8 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
 
 
 STRATEGIES: dict[str, type[GradientStrategy]] = {
-    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac)}
+    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac, DWA,
+                        UncertaintyWeighting)}
 
 
 def get_strategy(name: str, seed: int = 0) -> GradientStrategy:

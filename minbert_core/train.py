@@ -308,6 +308,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.strategy = get_strategy(cfg.strategy, seed=cfg.seed)
         self.train_tasks = self.strategy.train_tasks(cfg.tasks, cfg.single_task)
+        self.strategy.bind(self.train_tasks)
         self.warnings: list[str] = []
         self._load_data()
         self._build_model()
@@ -350,7 +351,7 @@ class Trainer:
         enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
         new = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
         groups = [{"params": enc, "lr": cfg.lr}] if enc else []
-        groups.append({"params": new, "lr": cfg.head_lr})
+        groups.append({"params": new + self.strategy.parameters(), "lr": cfg.head_lr})
         self.optimizer = AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.weights = {t: cfg.weight(t) for t in cfg.tasks}  # parsed once, not on every step
         # A frozen encoder in eval mode is a fixed function: encode each example once.

@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 from minbert_core.distributed import Dist
 from minbert_core.train import TrainConfig, train
 
-STRATEGIES = ["sum", "pcgrad", "mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac"]
+STRATEGIES = ["sum", "pcgrad", "mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac", "dwa",
+              "uncertainty"]
 
 
 def _common(tmp_path, data_root) -> dict:

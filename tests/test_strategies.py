@@ -20,7 +20,7 @@ def _G(T: int, seed: int, P: int = 40) -> torch.Tensor:
 
 
 seeds = st.integers(0, 2**31 - 1)
-NEW = ["mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac"]
+NEW = ["mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac", "dwa", "uncertainty"]
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -162,8 +162,7 @@ def test_backward_writes_the_combination_and_records_weights(name):
 
 
 def test_registry_names_and_stateless_resume():
-    assert list(STRATEGIES) == ["single", "sum", "pcgrad", "mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl",
-                                "gradvac"]
+    assert list(STRATEGIES) == ["single", "sum", "pcgrad", *NEW]
     G = _G(3, 1)
     for name in NEW:
         a = get_strategy(name, seed=3)
@@ -324,3 +323,49 @@ def test_gradvac_raises_conflicting_cosines_to_the_target():
     assert float(g1p @ g2) == pytest.approx(0, abs=1e-12) and float(g2p @ g1) == pytest.approx(0, abs=1e-12)
     assert altered[0, 1] and altered[1, 0]
     assert float(targets[0, 1]) == pytest.approx(0.01 * -0.6)
+
+
+# ---- loss-based weights: DWA and uncertainty weighting -------------------------------------------
+def _feed(strategy, losses_seq, G):
+    out = []
+    for L in losses_seq:
+        strategy.last_losses = torch.tensor(L, dtype=torch.float64)
+        d, _ = strategy.combine(G)
+        out.append(strategy.last_weights.clone())
+    return out
+
+
+def test_dwa_follows_the_window_means_and_resumes():
+    G = _G(3, 2)
+    seq = [[1.0 + 0.01 * k, 2.0 - 0.005 * k, 0.5] for k in range(160)]
+    ws = _feed(get_strategy("dwa"), seq, G)
+    assert all(torch.equal(w, torch.ones(3, dtype=torch.float64)) for w in ws[:100])  # two windows first
+    m1 = torch.tensor(seq[:50], dtype=torch.float64).mean(0)
+    m2 = torch.tensor(seq[50:100], dtype=torch.float64).mean(0)
+    expect = 3 * torch.softmax((m2 / m1) / 2.0, dim=0)  # Liu et al.: T softmax(r / tau)
+    assert torch.allclose(ws[100], expect, atol=1e-12) and abs(float(ws[100].sum()) - 3) < 1e-12
+    a = get_strategy("dwa")
+    _feed(a, seq[:120], G)
+    b = get_strategy("dwa")
+    b.load_state_dict(a.state_dict())
+    assert all(torch.equal(x, y) for x, y in zip(_feed(a, seq[120:], G), _feed(b, seq[120:], G)))
+
+
+def test_uncertainty_weights_and_the_log_variance_gradient():
+    s = get_strategy("uncertainty")
+    s.bind(["sst", "para", "sts"])
+    with torch.no_grad():
+        s.log_vars.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    G = _G(3, 4)
+    s.last_losses = torch.tensor([1.5, 0.7, 3.0], dtype=torch.float64)
+    d, _ = s.combine(G)
+    sv = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)
+    assert torch.allclose(d, (0.5 * torch.exp(-sv)) @ G)
+    # d/ds of L / (2 e^s) + s / 2, checked against autograd
+    ref = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64, requires_grad=True)
+    (s.last_losses / (2 * ref.exp()) + ref / 2).sum().backward()
+    assert torch.allclose(s.log_vars.grad.double(), ref.grad, atol=1e-6)
+    t = get_strategy("uncertainty")
+    t.bind(["sst", "para", "sts"])
+    t.load_state_dict(s.state_dict())
+    assert torch.equal(t.log_vars.data, s.log_vars.data)

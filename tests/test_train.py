@@ -100,8 +100,10 @@ def test_pretrain_freezes_encoder_and_cache_changes_nothing(tmp_path, data_root)
     assert a["best_dev"]["cfimdb"] == pytest.approx(b["best_dev"]["cfimdb"], abs=1e-6)
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root):
-    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=2, run_id="full", hidden_dropout=0.3)
+@pytest.mark.parametrize("strategy", ["pcgrad", "uncertainty"])  # uncertainty: state the optimizer trains
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, strategy):
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=2, run_id="full", hidden_dropout=0.3,
+               strategy=strategy)
     full = _metrics(train(cfg))
     cut = TrainConfig(**{**cfg.__dict__, "run_id": "cut"})
     with pytest.raises(KeyboardInterrupt):
