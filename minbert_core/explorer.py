@@ -49,8 +49,10 @@ def select(tele: pd.DataFrame, pair: str, group: str | None = None, steps: tuple
     return d.sort_values("step")
 
 
-def plane_vectors(norm_a: float, norm_b: float, cosine: float) -> dict[str, np.ndarray]:
-    """g_a, g_b in their own plane, and the pairwise PCGrad projections (only where cos < 0)."""
+def plane_vectors(norm_a: float, norm_b: float, cosine: float,
+                  weights: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+    """g_a, g_b in their own plane, and the pairwise PCGrad projections (only where cos < 0); with a
+    weighting strategy's weights, also w_a g_a + w_b g_b, the pair's part of its step."""
     c = max(-1.0, min(1.0, cosine))
     ga = np.array([norm_a, 0.0])
     gb = np.array([norm_b * c, norm_b * math.sqrt(max(0.0, 1 - c * c))])
@@ -58,7 +60,18 @@ def plane_vectors(norm_a: float, norm_b: float, cosine: float) -> dict[str, np.n
     if c < 0:
         pa = ga - (ga @ gb) / (gb @ gb) * gb
         pb = gb - (gb @ ga) / (ga @ ga) * ga
-    return {"g_a": ga, "g_b": gb, "g_a_proj": pa, "g_b_proj": pb, "sum": ga + gb, "sum_proj": pa + pb}
+    out = {"g_a": ga, "g_b": gb, "g_a_proj": pa, "g_b_proj": pb, "sum": ga + gb, "sum_proj": pa + pb}
+    if weights is not None:
+        out["weighted"] = weights[0] * ga + weights[1] * gb
+    return out
+
+
+def _weights(row) -> tuple[float, float] | None:
+    """A telemetry row's task weights, where its strategy re-weights the tasks."""
+    if row is None or "weight_a" not in row or row.get("strategy") in ("sum", "single", "pcgrad", None):
+        return None
+    w = (float(row["weight_a"]), float(row["weight_b"]))
+    return w if all(math.isfinite(x) for x in w) else None
 
 
 def panel_data(runs: dict[str, pd.DataFrame], pair: str, group: str, steps: tuple[int, int], step: int) -> dict:
@@ -70,8 +83,9 @@ def panel_data(runs: dict[str, pd.DataFrame], pair: str, group: str, steps: tupl
     at = select(first, pair, group)
     at = at.iloc[(at["step"] - step).abs().argsort()[:1]]
     row = at.iloc[0] if len(at) else None
-    plane = plane_vectors(row["norm_a"], row["norm_b"], row["cosine"]) if row is not None else None
-    return {"curves": curves, "heatmap": heat, "plane": plane,
+    weights = _weights(row)
+    plane = plane_vectors(row["norm_a"], row["norm_b"], row["cosine"], weights) if row is not None else None
+    return {"curves": curves, "heatmap": heat, "plane": plane, "plane_strategy": row.get("strategy") if row is not None else None,
             "plane_step": int(row["step"]) if row is not None else None,
             "plane_cosine": float(row["cosine"]) if row is not None else None}
 
@@ -140,7 +154,10 @@ def _plane(ax, data: dict, pair: str) -> None:
         arrow(v["g_a_proj"], "tab:blue", "--", f"g_{a} projected")
         arrow(v["g_b_proj"], "tab:orange", "--", f"g_{b} projected")
     arrow(v["sum"], "grey", "-", "sum")
-    arrow(v["sum_proj"], "black", "--", "sum after PCGrad")
+    if "weighted" in v:  # a re-weighting strategy: its weights on this pair, not PCGrad's surgery
+        arrow(v["weighted"], "tab:green", "-", f"{data['plane_strategy']}: w_{a} g_{a} + w_{b} g_{b}")
+    else:
+        arrow(v["sum_proj"], "black", "--", "sum after PCGrad")
     pts = np.array([p for p in v.values()] + [[0, 0]])
     span = np.abs(pts).max() * 1.15 or 1.0
     ax.set_xlim(-span, span)

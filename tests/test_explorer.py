@@ -81,3 +81,17 @@ def test_static_figures_saved(two_runs, tmp_path):
     assert all(p.stat().st_size > 5_000 for p in map(Path, paths))
     with pytest.raises(FileNotFoundError, match="not found"):
         explorer.telemetry(tmp_path)  # not a run folder
+
+
+def test_plane_shows_a_weighting_strategy_s_weights(tmp_path, data_root):
+    run = str(train(smoke_config(strategy="mgda-ub", run_id="mgda", runs_dir=str(tmp_path), data_dir=str(data_root))))
+    tele = explorer.telemetry(run)
+    fig, data = explorer.figure({"mgda": tele}, "sst / para", "overall", step=3)
+    row = explorer.select(tele, "sst / para", "overall").set_index("step").loc[data["plane_step"]]
+    v = data["plane"]
+    assert np.allclose(v["weighted"], row["weight_a"] * v["g_a"] + row["weight_b"] * v["g_b"])
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "mgda-ub: w_sst g_sst + w_para g_para" in labels and "sum after PCGrad" not in labels
+    ex = explorer.Explorer([run])
+    ex.step.value = 2
+    assert not ex.errors, ex.errors
