@@ -74,9 +74,10 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
             typ = _bool if isinstance(default, bool) else type(default)
             shown = default
         if f.name == "strategy":  # the registry, not a comment, names every strategy
-            from .strategies import STRATEGIES
+            from .strategies import STRATEGIES, TRAINING_RULES
 
-            help_ = f"gradient combination: {' | '.join(STRATEGIES)} (README: each with its paper)"
+            help_ = (f"{' | '.join(TRAINING_RULES)} (train single_task alone), or a gradient combination: "
+                     f"{' | '.join(STRATEGIES)} (README: each with its paper)")
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
                        help=f"{help_} (default: {shown})")
 

@@ -1,6 +1,6 @@
 """Gradient-combination strategies behind one contract: `backward(loss_fns, shared)`, then a normal
-optimizer.step(). Registered by name in STRATEGIES: single, sum, pcgrad, mgda-ub, imtl-g, aligned-mtl, cagrad,
-nash-mtl, gradvac, dwa, uncertainty.
+optimizer.step(). Registered by name in STRATEGIES: sum, pcgrad, mgda-ub, imtl-g, aligned-mtl, cagrad, nash-mtl,
+gradvac, dwa, uncertainty ('single' is a training rule of TrainConfig, TRAINING_RULES).
 
 Each task's forward and backward run in turn, so only one task's graph is alive at a time. Heads
 receive their own task's gradient; only the shared parameters' gradients are combined.
@@ -99,9 +99,6 @@ class GradientStrategy:
         """Parameters the strategy learns itself (trained by the run's optimizer at the heads' rate)."""
         return []
 
-    def train_tasks(self, tasks: Sequence[str], single_task: str) -> tuple[str, ...]:
-        return tuple(tasks)
-
     def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Combined shared gradient from the (T, P) task gradients, and (T, T) flags of the pairs the
         strategy altered (PCGrad: i was projected onto j's normal plane)."""
@@ -179,17 +176,6 @@ class SumLoss(GramStrategy):
         T = G.shape[0]
         self.last_weights = torch.ones(T, dtype=torch.float64)
         return G.sum(0), torch.zeros(T, T, dtype=torch.bool)
-
-
-class SingleTask(SumLoss):
-    """Train on one task only (the paper's 'original': SST alone), evaluate on all."""
-
-    name = "single"
-
-    def train_tasks(self, tasks: Sequence[str], single_task: str) -> tuple[str, ...]:
-        if single_task not in tasks:
-            raise ValueError(f"single_task {single_task!r} is not among tasks {tuple(tasks)}")
-        return (single_task,)
 
 
 class PCGrad(GramStrategy):
@@ -444,8 +430,10 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
 
 
 STRATEGIES: dict[str, type[GradientStrategy]] = {
-    s.name: s for s in (SingleTask, SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac, DWA,
-                        UncertaintyWeighting)}
+    s.name: s for s in (SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac, DWA, UncertaintyWeighting)}
+# A training rule, not a way of combining gradients: train `single_task` alone (the paper's
+# 'Original': SST only), evaluate every task. Its one task's gradient needs no combining.
+TRAINING_RULES = ("single",)
 
 
 def get_strategy(name: str, seed: int = 0) -> GradientStrategy:

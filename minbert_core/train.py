@@ -28,7 +28,7 @@ from .optim import AdamW
 from .progress import ProgressLog
 from .atomic import atomic_write_text
 from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
-from .strategies import STRATEGIES, NonFiniteLoss, get_strategy
+from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task, overall_score
 from .tokenizer import load_tokenizer
 
@@ -96,7 +96,7 @@ class TrainConfig:
             raise ValueError(f"hidden_dropout must be in [0, 1); got {self.hidden_dropout!r}")
         if self.encoder_dropout != -1.0 and not 0.0 <= self.encoder_dropout < 1.0:
             raise ValueError(f"encoder_dropout must be -1 (the checkpoint's) or in [0, 1); got {self.encoder_dropout!r}")
-        choices = {"mode": ("pretrain", "finetune"), "strategy": tuple(STRATEGIES),
+        choices = {"mode": ("pretrain", "finetune"), "strategy": TRAINING_RULES + tuple(STRATEGIES),
                    "pair_encoding": ("cross", "bi"), "pooling": ("cls", "mean"),
                    "epoch_rule": ("smallest", "largest", "fixed")}
         for key, ok in choices.items():
@@ -109,6 +109,8 @@ class TrainConfig:
             get_task(t)
         if not self.tasks:
             raise ValueError("tasks is empty")
+        if self.strategy == "single" and self.single_task not in self.tasks:
+            raise ValueError(f"single_task {self.single_task!r} is not among tasks {self.tasks}")
         if self.epoch_rule == "fixed" and self.steps_per_epoch < 1:
             raise ValueError("epoch_rule 'fixed' needs steps_per_epoch >= 1")
         for key in ("epochs", "batch_size", "eval_batch_size", "max_length"):
@@ -121,6 +123,16 @@ class TrainConfig:
             for t, v in task_values(getattr(self, key), key).items():
                 if v < 0:
                     raise ValueError(f"{key}: {t}={v:g} must be >= 0")
+
+    @property
+    def train_tasks(self) -> tuple[str, ...]:
+        """The tasks whose losses train the model: all of them, or the 'single' rule's one task."""
+        return (self.single_task,) if self.strategy == "single" else tuple(self.tasks)
+
+    @property
+    def gradient_strategy(self) -> str:
+        """The registered strategy that combines the trained tasks' gradients ('single': the plain sum)."""
+        return "sum" if self.strategy == "single" else self.strategy
 
     @property
     def head_lr(self) -> float:
@@ -306,8 +318,8 @@ class Trainer:
         self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
-        self.strategy = get_strategy(cfg.strategy, seed=cfg.seed)
-        self.train_tasks = self.strategy.train_tasks(cfg.tasks, cfg.single_task)
+        self.strategy = get_strategy(cfg.gradient_strategy, seed=cfg.seed)
+        self.train_tasks = cfg.train_tasks
         self.strategy.bind(self.train_tasks)
         self.warnings: list[str] = []
         self._load_data()
