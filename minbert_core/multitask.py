@@ -1,6 +1,7 @@
 """The multi-task model: one shared encoder (optionally a bi-LSTM on top), one head per task."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
@@ -62,6 +63,21 @@ class MultitaskBert(nn.Module):
         for t in tasks:
             self.heads[t] = build_head(t, pair_encoding, self.dim, get_task(t).out_dim, task_layers,
                                        task_hidden, head_dropout)
+
+    @staticmethod
+    def layer_group(name: str) -> str:
+        """Telemetry group of a shared parameter: embeddings, layer_<i>, pooler or lstm."""
+        m = re.match(r"encoder\.encoder\.layer\.(\d+)\.", name)
+        if m:
+            return f"layer_{m.group(1)}"
+        for prefix, group in (("encoder.embeddings.", "embeddings"), ("encoder.pooler.", "pooler"), ("lstm.", "lstm")):
+            if name.startswith(prefix):
+                return group
+        return "other"
+
+    def shared_groups(self) -> list[tuple[str, nn.Parameter]]:
+        """(telemetry group, parameter) of every shared parameter: what the gradient strategies take."""
+        return [(self.layer_group(n), p) for n, p in self.shared_named_parameters()]
 
     def shared_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Parameters every task's loss flows through (encoder, bi-LSTM), in a stable order."""

@@ -8,7 +8,6 @@ receive their own task's gradient; only the shared parameters' gradients are com
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -27,17 +26,6 @@ class NonFiniteLoss(FloatingPointError):
     def __init__(self, task: str, value: float):
         super().__init__(f"task {task!r}: loss is {value}")
         self.task, self.value = task, value
-
-
-def layer_group(name: str) -> str:
-    """Telemetry group of a shared parameter: embeddings, layer_<i>, pooler or lstm."""
-    m = re.match(r"encoder\.encoder\.layer\.(\d+)\.", name)
-    if m:
-        return f"layer_{m.group(1)}"
-    for prefix, group in (("encoder.embeddings.", "embeddings"), ("encoder.pooler.", "pooler"), ("lstm.", "lstm")):
-        if name.startswith(prefix):
-            return group
-    return "other"
 
 
 @dataclass
@@ -114,6 +102,9 @@ class GradientStrategy:
     def backward(self, loss_fns: dict[str, LossFn], shared: Sequence[tuple[str, nn.Parameter]],
                  record: bool = False, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepResult:
         """Backpropagate every task; combine the shared gradients; optionally record telemetry.
+
+        `shared` holds (telemetry group, parameter) pairs: the model says which group a parameter is
+        in (MultitaskBert.shared_groups), so this module knows no model's attribute names.
 
         `reduce` (several ranks: a sum over them, in place) is applied to the (T, P) task gradients
         before combining, so every strategy combines the global per-task gradients."""
@@ -401,7 +392,7 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
     for (name, _), (s, e) in zip(shared, slices):
         g = G[:, s:e]
         gram = g @ g.T  # (T, T) dot products of the task gradients on this parameter
-        key = layer_group(name)
+        key = name  # the model names each shared parameter's telemetry group
         groups[key] = groups.get(key, 0) + gram
     overall = sum(groups.values())
     rows = []

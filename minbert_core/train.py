@@ -359,7 +359,7 @@ class Trainer:
                                    cfg.task_layers, cfg.task_hidden, cfg.hidden_dropout).to(self.device)
         if cfg.mode == "pretrain":
             self.model.encoder.requires_grad_(False)
-        self.shared = self.model.shared_named_parameters()
+        self.shared = self.model.shared_groups()
         enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
         new = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
         groups = [{"params": enc, "lr": cfg.lr}] if enc else []

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minbert_core.strategies import PCGrad, SumLoss, get_strategy, layer_group
+from minbert_core.multitask import MultitaskBert
+from minbert_core.strategies import PCGrad, SumLoss, get_strategy
 
 
 def _combine(G, seed=0):
@@ -157,6 +158,7 @@ def test_untouched_shared_parameters_keep_no_gradient():
 
 
 def test_layer_groups_and_registry():
+    layer_group = MultitaskBert.layer_group  # the model names its groups
     assert layer_group("encoder.encoder.layer.3.attention.self.query.weight") == "layer_3"
     assert layer_group("encoder.embeddings.word_embeddings.weight") == "embeddings"
     assert layer_group("encoder.pooler.dense.bias") == "pooler" and layer_group("lstm.weight_ih_l0") == "lstm"

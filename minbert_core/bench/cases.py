@@ -153,7 +153,7 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Ca
     from ..strategies import get_strategy
     from ..tasks import get_task
 
-    shared = model.shared_named_parameters()
+    shared = model.shared_groups()
     strat = get_strategy(name if name in ("sum", "pcgrad") else "sum", seed=0)
     record = name == "sum+telemetry"  # the summed loss, measuring conflicts on every step
 
