@@ -252,14 +252,21 @@ def execute(notebook: Path, output: Path, params: dict, kernel: str) -> None:
 
 def _kernel_manager_class() -> type:
     """Kernels talk over Unix sockets where there are any: no TCP ports opened, and no "Kernel is
-    running over TCP without encryption" warning from every notebook. Windows keeps TCP."""
+    running over TCP without encryption" warning from every notebook (Windows keeps TCP). And a
+    kernel being shut down is not sent SIGINT first: papermill shuts a kernel down once its cells are
+    done, so there is nothing to interrupt, and the signal only made ipykernel log "KeyboardInterrupt
+    caught in kernel" now and then."""
     from jupyter_client import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
-    if os.name == "nt":
-        return AsyncKernelManager
-    return type("IPCKernelManager", (AsyncKernelManager,),
-                {"transport": CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)})
+    async def interrupt(self) -> None:
+        if not self.shutting_down:
+            await AsyncKernelManager._async_interrupt_kernel(self)
+
+    body: dict = {"_async_interrupt_kernel": interrupt}
+    if os.name != "nt":
+        body["transport"] = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    return type("QuietKernelManager", (AsyncKernelManager,), body)
 
 
 def _score_text(run_dir: Path) -> str:

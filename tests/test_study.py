@@ -195,6 +195,29 @@ def test_failing_notebook_is_reported_and_others_run(tmp_path, data_root, capfd)
     assert re.search(r"^\[1/3\] bad \(01_sentiment\): failed in \d+ s \| study [\d.]+ min, ETA \d+", out, re.M), out
     assert re.search(r"^\[2/3\] good \(01_sentiment\): complete in \d+ s, dev sst 0\.\d{3} \| study", out, re.M), out
     assert "without encryption" not in err  # kernels over IPC: no TCP warning per notebook
+    assert "KeyboardInterrupt caught" not in err  # no SIGINT on shutdown
     assert str(tmp_path / "s" / "bad" / "notebook.ipynb") in err and "unknown task 'imdb'" in err
     assert (tmp_path / "s" / "good" / ".complete").is_file()
     assert (tmp_path / "s" / "report" / "tables" / "table1.md").is_file()
+
+
+def test_kernels_use_ipc_and_are_not_interrupted_on_shutdown(monkeypatch):
+    import asyncio
+    import os
+
+    from jupyter_client import AsyncKernelManager
+
+    from minbert_core.study import _kernel_manager_class
+
+    calls = []
+
+    async def fake_interrupt(self):
+        calls.append(self.shutting_down)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_interrupt_kernel", fake_interrupt)
+    km = _kernel_manager_class()(kernel_name="minbert")
+    assert km.transport == ("tcp" if os.name == "nt" else "ipc")
+    asyncio.run(km._async_interrupt_kernel())  # a running cell can still be interrupted
+    km.shutting_down = True
+    asyncio.run(km._async_interrupt_kernel())  # but not a kernel whose notebook is done
+    assert calls == [False]
