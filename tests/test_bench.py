@@ -27,7 +27,12 @@ def test_model_multitask_and_render(tiny_checkpoint, tmp_path):
     mt = bench.bench_multitask("random:tiny", B=4, T=16, steps=2, warmup=1)
     assert set(mt["time_s"]) == {"sum", "pcgrad", "naive-pcgrad", "sum+telemetry"}
     assert all(mt["memory_mb"][k]["peak_mb"] > 0 for k in ("sum", "pcgrad", "naive-pcgrad"))
-    res = {"machine": bench._machine(), "checkpoint": "tiny", "model": rows,
+    st = bench.bench_strategies("random:tiny", B=4, T=16, steps=2, warmup=1, strategies=("mgda-ub", "uncertainty"))
+    assert list(st["strategies"]) == ["sum", "mgda-ub", "uncertainty"]  # the baseline joins first
+    assert st["strategies"]["sum"]["time_ratio_vs_sum"]["median"] == 1.0
+    assert st["strategies"]["sum"]["memory_ratio_vs_sum"] == 1.0
+    assert all(r["peak_mb"] > 0 and r["time_s"]["n"] == 2 for r in st["strategies"].values())
+    res = {"machine": bench._machine(), "checkpoint": "tiny", "model": rows, "strategies": st,
            "optimizer": {"ours_s": rows[0]["ours_s"], "torch_s": rows[0]["ours_s"], "speed_ratio": rows[0]["speed_ratio"]},
            "multitask": mt, "dropout": bench.bench_dropout(((4, 8),), steps=2, warmup=1),
            "bucketing": {"examples": 10, "batch_size": 2, "sampled_batches": 2, "epoch_speedup": 2.0,
@@ -44,4 +49,6 @@ def test_model_multitask_and_render(tiny_checkpoint, tmp_path):
     for r in rows:
         assert bench._mmm(r["speed_ratio"]) in md
     assert f"- PCGrad / sum, time: {bench._mmm(mt['time_ratio_pcgrad_vs_sum'])}" in md
+    mg = st["strategies"]["mgda-ub"]
+    assert f"| mgda-ub | {bench._mmm(mg['time_s'])} | {mg['time_ratio_vs_sum']['median']:.3f}" in md
     assert f"- PCGrad / sum, peak memory: {mt['memory_ratio_pcgrad_vs_sum']:.3f}" in md

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
-                    bench_profile, bench_utilisation)
+                    bench_profile, bench_strategies, bench_utilisation)
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
 from .render import render
 
 __all__ = ["alternate", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
-           "bench_optimizer", "bench_profile", "bench_utilisation", "matmul_peak", "render", "run_all",
+           "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
 
@@ -37,6 +37,8 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     res["dropout"] = bench_dropout()
     say("3/6 multi-task step: sum, pcgrad, naive pcgrad (time, then memory in fresh processes) ...")
     res["multitask"] = bench_multitask(checkpoint, steps=steps)
+    say("    every gradient strategy against the summed loss (time, then memory in fresh processes) ...")
+    res["strategies"] = bench_strategies(checkpoint, steps=steps)
     say("4/6 length bucketing on SST train ...")
     res["bucketing"] = bench_bucketing(checkpoint)
     say("5/6 utilisation (matmul peak; GPU part if present) ...")

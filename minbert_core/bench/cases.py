@@ -150,11 +150,12 @@ def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
 
 
 def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Callable[[], None]:
-    from ..strategies import get_strategy
+    from ..strategies import STRATEGIES, get_strategy
     from ..tasks import get_task
 
     shared = model.shared_groups()
-    strat = get_strategy(name if name in ("sum", "pcgrad") else "sum", seed=0)
+    strat = get_strategy(name if name in STRATEGIES else "sum", seed=0)  # naive-pcgrad, sum+telemetry: below
+    strat.bind(list(batches))
     record = name == "sum+telemetry"  # the summed loss, measuring conflicts on every step
 
     def loss_fn(task):
@@ -228,6 +229,36 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
+def _memory_child(name: str, checkpoint: str, B: int, T: int, device: str) -> dict:
+    cmd = [sys.executable, "-m", "minbert_core.bench", "--memory-child", name, checkpoint, str(B), str(T), "3", device]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if res.returncode:
+        raise RuntimeError(f"memory measurement for {name} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_strategies(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10, warmup: int = 2,
+                     device: str = "cpu", strategies: tuple[str, ...] | None = None) -> dict:
+    """Every gradient strategy's step time (alternating with the others in one process) and peak
+    memory (a fresh process each), each relative to the summed loss."""
+    from ..strategies import STRATEGIES
+
+    names = tuple(strategies or STRATEGIES)
+    names = names if "sum" in names else ("sum",) + names
+    dev = torch.device(device)
+    fns = {}
+    for name in names:
+        model, opt, batches = _multitask_setup(checkpoint, B, T, dev)
+        fns[name] = _strategy_step(name, model, opt, batches)
+    t = alternate(fns, steps, warmup, sync=(lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None))
+    del fns
+    mem = {name: _memory_child(name, checkpoint, B, T, device) for name in names}
+    return {"shape": f"3 tasks x {B}x{T}", "strategies": {
+        name: {"time_s": _stats(t[name]), "time_ratio_vs_sum": _stats([a / b for a, b in zip(t[name], t["sum"])]),
+               "peak_mb": mem[name]["peak_mb"], "memory_ratio_vs_sum": mem[name]["peak_mb"] / mem["sum"]["peak_mb"]}
+        for name in names}}
+
+
 def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10, warmup: int = 2,
                     device: str = "cpu") -> dict:
     """Step time (alternating, same process) and peak memory (fresh process each) per strategy."""
@@ -244,11 +275,7 @@ def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, ste
     out["time_ratio_telemetry_vs_sum"] = _stats([p / s for p, s in zip(t["sum+telemetry"], t["sum"])])
     del fns
     for name in ("sum", "pcgrad", "naive-pcgrad"):
-        cmd = [sys.executable, "-m", "minbert_core.bench", "--memory-child", name, checkpoint, str(B), str(T), "3", device]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if res.returncode:
-            raise RuntimeError(f"memory measurement for {name} failed:\n{res.stderr[-2000:]}")
-        out["memory_mb"][name] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["memory_mb"][name] = _memory_child(name, checkpoint, B, T, device)
     m = out["memory_mb"]
     out["memory_ratio_pcgrad_vs_sum"] = m["pcgrad"]["peak_mb"] / m["sum"]["peak_mb"]
     out["memory_ratio_naive_vs_sum"] = m["naive-pcgrad"]["peak_mb"] / m["sum"]["peak_mb"]

@@ -65,6 +65,24 @@ def _multitask(res: dict) -> list[str]:
     return L
 
 
+def _strategies(res: dict) -> list[str]:
+    """Section 2b: every gradient strategy's cost, relative to the summed loss."""
+    st = res.get("strategies")
+    if not st:
+        return []
+    L = [f"### 2b. Every strategy ({st['shape']}), relative to the summed loss", "",
+         "Targets for the strategies that work on the Gram matrix of the task gradients: ≤ 1.10x the "
+         "summed-loss step time and ≤ 1.3x its peak memory.", "",
+         *_head("strategy", "step time, s (min / median / max)", "time / sum (median)", "peak memory, MB",
+                "memory / sum")]
+    for name, r in st["strategies"].items():
+        ok = "" if name == "sum" else (" ✅" if r["time_ratio_vs_sum"]["median"] <= 1.10 and
+                                       r["memory_ratio_vs_sum"] <= 1.3 else " ❌")
+        L.append(f"| {name} | {_mmm(r['time_s'])} | {r['time_ratio_vs_sum']['median']:.3f}{ok} | "
+                 f"{r['peak_mb']:.0f} | {r['memory_ratio_vs_sum']:.3f} |")
+    return L + [""]
+
+
 def _bucketing(res: dict) -> list[str]:
     """Section 3: length bucketing."""
     bk = res["bucketing"]
@@ -126,6 +144,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _multitask, _bucketing, _utilisation, _profile):
+    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile):
         L += section(res)
     return "\n".join(L) + "\n"
