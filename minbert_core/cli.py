@@ -110,7 +110,7 @@ def _cmd_study(a: argparse.Namespace) -> int:
         return 0
 
     runs = run_study(a.profile, a.out, plan_path=a.plan, notebooks_dir=a.notebooks, report_dir=a.report_dir,
-                     jobs=a.jobs)
+                     jobs=a.jobs, cluster=a.cluster, gpus_per_run=a.gpus_per_run, report_notebook=not a.no_report)
     return 1 if any(r.status == "failed" for r in runs) else 0
 
 
@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--notebooks", help="folder of the notebooks (default: the project's notebooks/)")
     sp.add_argument("--report-dir", help="where figures and tables/ go (default: <out>/report)")
     sp.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default: 1)")
+    sp.add_argument("--cluster", metavar="ADDRESS", help="run the notebooks on a Dask scheduler (tcp://host:8786), "
+                    "or local:N for N local worker processes; needs pip install -e '.[cluster]'")
+    sp.add_argument("--no-report", action="store_true", help="run the notebooks only, not the report")
+    sp.add_argument("--gpus-per-run", type=int, default=0,
+                    help="with --cluster: the GPU resource each training run asks of the workers (default: 0)")
     sp.set_defaults(fn=_cmd_study)
     bp = sub.add_parser("bench", help="speed and memory benchmarks; writes BENCHMARKS.md")
     bp.add_argument("--out", default="BENCHMARKS.md")

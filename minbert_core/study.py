@@ -302,8 +302,13 @@ def _run_entry(notebook: str, folder: str, params: dict, kernel: str, name: str)
 
 def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_path: str | Path | None = None,
               notebooks_dir: str | Path | None = None, report_dir: str | Path | None = None, jobs: int = 1,
-              kernel: str = KERNEL) -> list[PlannedRun]:
-    """Execute the plan for a profile, then the report. Returns every run with its status."""
+              kernel: str = KERNEL, cluster: str | None = None, gpus_per_run: int = 0,
+              report_notebook: bool = True) -> list[PlannedRun]:
+    """Execute the plan for a profile, then the report. Returns every run with its status.
+
+    cluster: a Dask scheduler address (or local:N) to run the notebooks on (minbert_core.cluster);
+    gpus_per_run: the GPU resource each training run asks of the cluster's workers;
+    report_notebook=False: stop after the runs (no 05_report)."""
     out = Path(out_dir or f"runs/study-{profile}").resolve()
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     report = Path(report_dir).resolve() if report_dir else out / "report"
@@ -319,19 +324,27 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     for r in runs:
         if r.notebook == "04_gradient_conflict":
             r.params["figures_dir"] = str(report)
+        if cluster and r.notebook in TRAINING_NOTEBOOKS and not r.params.get("data_dir"):
+            r.params["data_dir"] = os.environ["MINBERT_DATA"]  # workers elsewhere: the shared path itself
     with folder_lock(out, "study"):  # one `minbert study` per study folder
-        return _execute_plan(plan, profile, runs, out, nb_dir, report, jobs, kernel)
+        return _execute_plan(plan, profile, runs, out, nb_dir, report if report_notebook else None, jobs, kernel,
+                             cluster, gpus_per_run)
 
 
-def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, nb_dir: Path, report: Path,
-                  jobs: int, kernel: str) -> list[PlannedRun]:
+def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, nb_dir: Path, report: Path | None,
+                  jobs: int, kernel: str, cluster: str | None = None, gpus_per_run: int = 0) -> list[PlannedRun]:
     """The study's steps: settle what is already done, run the independent notebooks (in parallel
     with jobs > 1), then those that read other runs, then the report; say what failed."""
     ex = _Execution(plan, profile, runs, out, nb_dir, jobs, kernel)
-    print(f"study '{profile}': {len(ex.executed)} runs + report -> {out}", flush=True)
-    ex.run_independent()
-    ex.run_dependent()
-    ex.run_report(report)
+    print(f"study '{profile}': {len(ex.executed)} runs + report -> {out}" + (f" on {cluster}" if cluster else ""),
+          flush=True)
+    if cluster:
+        ex.run_on_cluster(cluster, gpus_per_run)
+    else:
+        ex.run_independent()
+        ex.run_dependent()
+    if report is not None:
+        ex.run_report(report)
     ex.summarise_failures()
     return runs
 
@@ -401,6 +414,32 @@ class _Execution:
         else:
             for r in todo:
                 self._run(r)
+
+    def run_on_cluster(self, address: str, gpus_per_run: int) -> None:
+        """Every notebook as a Dask task (minbert_core.cluster); a run that reads others waits for them."""
+        from .cluster import connect, run_entry_task
+
+        client = connect(address)  # first: without Dask installed, a clear error
+        from distributed import as_completed as dask_completed
+
+        try:
+            futures = {}
+            for r in self.executed:  # plan order: the runs a run reads come before it
+                if (self.out / r.name / ".complete").is_file():
+                    r.status = "skipped (complete)"
+                    self.settle(r)
+                    continue
+                needed = [(n, futures[n]) for n in r.needs if n in futures]
+                gpu = {"GPU": gpus_per_run} if gpus_per_run and r.notebook in TRAINING_NOTEBOOKS else None
+                futures[r.name] = client.submit(run_entry_task, *self._args(r), needed, pure=False, resources=gpu,
+                                                key=f"minbert-{self.out.name}-{r.name}-{time.time_ns()}")
+            names = {f.key: n for n, f in futures.items()}
+            for fut, result in dask_completed(list(futures.values()), with_results=True):
+                r = self.by_name[names[fut.key]]
+                r.status, r.error, r.seconds = result
+                self.settle(r)
+        finally:
+            client.close()
 
     def run_dependent(self) -> None:
         for r in self.executed:
