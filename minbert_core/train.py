@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import random
 import re
 import sys
 import time
@@ -20,17 +19,17 @@ import numpy as np
 import torch
 
 from .batching import BucketBatchSampler, TokenizedSplit
+from .build import build_model, build_optimizer, load_run_data
 from .config import override
-from .data import DATASETS, Split, data_dir, load_split
 from .distributed import Dist
-from .multitask import MultitaskBert, load_encoder, tokenizer_name
-from .optim import AdamW
+from .evaluation import Evaluator
+from .features import FeatureSource
 from .progress import ProgressLog
-from .atomic import atomic_write_text
+from .run_state import TrainState, load_checkpoint, restore_rng, rng_state, seed_everything
 from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
-from .tasks import beats_trivial, get_task, overall_score
-from .tokenizer import load_tokenizer
+from .tasks import beats_trivial, get_task
+
 
 
 
@@ -256,44 +255,6 @@ class TaskStream:
         self._batches = self._epoch_batches()
 
 
-def _rng_state() -> dict:
-    """This process's RNG states (torch, numpy, python, CUDA) as plain values."""
-    return {"torch": torch.get_rng_state(), "numpy": _numpy_state_plain(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _numpy_state_plain() -> list:
-    """numpy's global RNG state as plain Python values (a list and ints)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def _numpy_state_restore(st) -> None:
-    name, keys, pos, has_gauss, cached = st
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """torch.load with weights_only=True: tensors and plain containers, never code.
-
-    A file that is not such a checkpoint (truncated, garbage, or a pickle that would run code) is an
-    error naming it and saying what to do; nothing in it is executed.
-    """
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a loadable minbert checkpoint ({first[:200]}); it was not executed. "
-                         f"Delete it to restart the run from scratch (or from best.pt by hand)") from None
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def resolve_device(name: str) -> torch.device:
     """'auto' means CUDA when present, else CPU; an unavailable CUDA is a clear error."""
     if name == "auto":
@@ -302,10 +263,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu' or 'auto')")
     return dev
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class Trainer:
@@ -321,85 +278,30 @@ class Trainer:
         self.strategy = get_strategy(cfg.gradient_strategy, seed=cfg.seed)
         self.train_tasks = cfg.train_tasks
         self.strategy.bind(self.train_tasks)
-        self.warnings: list[str] = []
-        self._load_data()
-        self._build_model()
-        if self.dist.enabled:
-            self.dist.broadcast_params_(self.model)  # the same start on every rank
-            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)  # but each rank its own dropout masks
-
-    # ---- set-up -------------------------------------------------------------------------------
-    def _load_data(self) -> None:
-        cfg = self.cfg
-        root = Path(cfg.data_dir) if cfg.data_dir else data_dir()
-        tok = load_tokenizer(tokenizer_name(cfg.checkpoint))
-        self.data: dict[str, dict[str, TokenizedSplit]] = {}
-        self.data_record: dict[str, dict] = {}
-        for task in cfg.tasks:
-            self.data[task], self.data_record[task] = {}, {}
-            splits = (["train"] if task in self.train_tasks else []) + ["dev", "test"]
-            for split in splits:
-                limit = {"train": cfg.train_limit, "dev": cfg.dev_limit(task)}.get(split, cfg.eval_limit)
-                s: Split | None = load_split(task, split, root=root, limit=limit or None)
-                if s is None:
-                    self.warnings.append(f"{task} {split}: {root / DATASETS[task].files[split]} not found; "
-                                         "no test predictions for it")
-                    continue
-                self.data[task][split] = TokenizedSplit.build(s, tok, cfg.max_length, cfg.pair_encoding)
-                self.data_record[task][split] = {
-                    "path": str(s.path), "rows_read": s.rows_read, "used": len(s),
-                    "skipped": len(s.skipped), "skipped_rows": [f"line {ln}: {r}" for ln, r in s.skipped[:20]]}
-
-    def _build_model(self) -> None:
-        cfg = self.cfg
-        drop = {} if cfg.encoder_dropout < 0 else dict(hidden_dropout_prob=cfg.encoder_dropout,
-                                                        attention_probs_dropout_prob=cfg.encoder_dropout)
-        encoder = load_encoder(cfg.checkpoint, seed=cfg.seed, **drop)
-        self.model = MultitaskBert(encoder, cfg.tasks, cfg.pair_encoding, cfg.pooling, cfg.lstm,
-                                   cfg.task_layers, cfg.task_hidden, cfg.hidden_dropout).to(self.device)
-        if cfg.mode == "pretrain":
-            self.model.encoder.requires_grad_(False)
+        self.data, self.data_record, self.warnings = load_run_data(cfg, self.train_tasks)
+        self.model = build_model(cfg, self.device)
         self.shared = self.model.shared_groups()
-        enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
-        new = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
-        groups = [{"params": enc, "lr": cfg.lr}] if enc else []
-        groups.append({"params": new + self.strategy.parameters(), "lr": cfg.head_lr})
-        self.optimizer = AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg, self.model, self.strategy.parameters())
         self.weights = {t: cfg.weight(t) for t in cfg.tasks}  # parsed once, not on every step
-        # A frozen encoder in eval mode is a fixed function: encode each example once.
-        self.cached = cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm
-        self.cache: dict[tuple[str, str], torch.Tensor] = {}
+        # a frozen encoder in eval mode is a fixed function: each example is encoded once
+        self.features = FeatureSource(self.model, self.data, self.device,
+                                      cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm,
+                                      cfg.eval_batch_size, cfg.bf16)
+        self.evaluator = Evaluator(self.model, self.data, self.features, cfg.tasks, cfg.eval_batch_size,
+                                   on_rows=self._rows_progress)
         self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i, self.dist)
                         for i, t in enumerate(self.train_tasks)}
         n = [len(s.sampler) for s in self.streams.values()]
         self.steps_per_epoch = {"smallest": min(n), "largest": max(n), "fixed": cfg.steps_per_epoch}[cfg.epoch_rule]
+        self.state = TrainState()
+        if self.dist.enabled:
+            self.dist.broadcast_params_(self.model)  # the same start on every rank
+            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)  # but each rank its own dropout masks
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
-
-    def _features(self, task: str, split: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.cached:
-            key = (task, split)
-            if key not in self.cache:
-                self.cache[key] = self._encode_all(task, split)
-            return self.cache[key][batch["index"].to(self.cache[key].device)]
-        return self.model.features(task, _to(batch, self.device))
-
-    @torch.no_grad()
-    def _encode_all(self, task: str, split: str) -> torch.Tensor:
-        """Head inputs for every example of a split, in example order (for the feature cache)."""
-        ts = self.data[task][split]
-        was = self.model.encoder.training
-        self.model.encoder.eval()
-        out = None
-        for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
-            with self._autocast():
-                f = self.model.features(task, _to(ts.batch(idx), self.device)).float()
-            if out is None:
-                out = torch.empty(len(ts), f.shape[1], device=self.device)
-            out[torch.tensor(idx, device=self.device)] = f
-        self.model.encoder.train(was)  # only the encoder was switched; the heads keep their mode
-        return out
+    @property
+    def cached(self) -> bool:
+        """Whether heads read cached features (a frozen encoder without a bi-LSTM)."""
+        return self.features.cached
 
     def _loss_fn(self, task: str, batch: dict[str, torch.Tensor], share: float = 1.0) -> Callable[[], torch.Tensor]:
         """The task's mean loss on this batch, times its loss weight and this rank's share of the global
@@ -407,63 +309,20 @@ class Trainer:
         spec, w = get_task(task), self.weights[task] * share
 
         def fn() -> torch.Tensor:
-            with self._autocast():
-                out = self.model.heads[task](self._features(task, "train", batch))
+            with self.features.autocast():
+                out = self.model.heads[task](self.features(task, "train", batch))
             loss = spec.loss(out.float(), batch["labels"].to(self.device))
             return loss if w == 1.0 else w * loss
         return fn
 
     # ---- evaluation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, task: str, split: str) -> torch.Tensor:
-        """Submitted values (class, 0/1, similarity) for every example of a split, in order."""
-        ts = self.data[task][split]
-        self.model.eval()
-        spec = get_task(task)
-        preds = torch.empty(len(ts), dtype=torch.float32)
-        done = 0
-        for idx in BucketBatchSampler(ts.lengths, self.cfg.eval_batch_size, shuffle=False):
-            batch = ts.batch(idx)
-            with self._autocast():
-                out = self.model.heads[task](self._features(task, split, batch)).float()
-            preds[idx] = spec.predict(out).float().cpu()
-            done += len(idx)
-            if self.progress_log is not None:
-                self.progress_log.rows(f"predicting {task} {split}", done, len(ts))
-        return preds
-
     def evaluate(self, split: str = "dev") -> dict[str, float]:
         """Each task's metric on a labelled split, plus the overall score where defined."""
-        m = {}
-        for task in self.cfg.tasks:
-            ts = self.data[task][split]
-            m[task] = get_task(task).metric(self.predict(task, split), ts.labels.float())
-        ov = overall_score(m)
-        if ov is not None:
-            m["overall"] = ov
-        return m
+        return self.evaluator.evaluate(split)
 
-    @staticmethod
-    def selection_score(m: dict[str, float]) -> float:
-        """What 'best dev' maximises: the overall score, or the mean task metric without it."""
-        return m.get("overall", float(np.mean([v for k, v in m.items() if k != "overall"])))
-
-    def write_predictions(self) -> list[str]:
-        """CS224N submission files for dev and test of every task, into predictions/."""
-        out = []
-        for task in self.cfg.tasks:
-            spec = get_task(task)
-            for split in ("dev", "test"):
-                if split not in self.data[task]:
-                    continue
-                preds = self.predict(task, split)
-                ids = [e.id for e in self.data[task][split].split.examples]
-                lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {spec.format_pred(v)} \n"
-                                                            for i, v in zip(ids, preds.tolist())]
-                path = self.run_dir / "predictions" / f"{task}-{split}-output.csv"
-                atomic_write_text(path, "".join(lines))
-                out.append(str(path.relative_to(self.run_dir)))
-        return out
+    def _rows_progress(self, what: str, done: int, total: int) -> None:
+        if self.progress_log is not None:
+            self.progress_log.rows(what, done, total)
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _state(self, epoch: int, step_in_epoch: int, global_step: int) -> dict:
@@ -471,14 +330,13 @@ class Trainer:
                 "strategy": self.strategy.state_dict(),
                 "streams": {t: s.state_dict() for t, s in self.streams.items()},
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                "history": self.history, "telemetry": self.telemetry, "best": self.best,
-                "elapsed_s": self.elapsed, "examples": self.examples, "train_time_s": self.train_time,
+                **self.state.to_dict(),
                 # plain types only, so resuming loads with weights_only=True (no pickled code)
-                "rng": _rng_state(), "world": 1}
+                "rng": rng_state(), "world": 1}
 
     def _checkpoint(self, epoch: int, step_in_epoch: int, global_step: int, last: Path) -> None:
         """The resumable state to last.pt (rank 0), with every rank's RNG state when there are several."""
-        rngs = self.dist.gather_objects(_rng_state()) if self.dist.enabled else None  # a collective: all ranks
+        rngs = self.dist.gather_objects(rng_state()) if self.dist.enabled else None  # a collective: all ranks
         if not self.main:
             return
         st = self._state(epoch, step_in_epoch, global_step)
@@ -502,24 +360,18 @@ class Trainer:
         self.strategy.load_state_dict(st["strategy"])
         for t, s in st["streams"].items():
             self.streams[t].load_state_dict(s)
-        self.history, self.telemetry, self.best = st["history"], st["telemetry"], st["best"]
-        self.elapsed, self.examples, self.train_time = st["elapsed_s"], st["examples"], st["train_time_s"]
+        self.state = TrainState.from_dict(st)
         if st.get("world", 1) != self.dist.world:
             raise ValueError(f"{self.run_dir}: its checkpoint was written by a run on {st.get('world', 1)} "
                              f"process(es); resume it with the same number (torchrun --nproc_per_node "
                              f"{st.get('world', 1)}), not {self.dist.world}")
-        rng = st["rng"][self.dist.rank] if isinstance(st["rng"], list) else st["rng"]
-        torch.set_rng_state(rng["torch"])
-        _numpy_state_restore(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng(st["rng"][self.dist.rank] if isinstance(st["rng"], list) else st["rng"])
         return st["epoch"], st["step_in_epoch"], st["global_step"]
 
     def _save_records(self) -> None:
-        write_csv(self.run_dir / "history.csv", self.history)
-        if self.telemetry:
-            write_csv(self.run_dir / "telemetry.csv", self.telemetry)
+        write_csv(self.run_dir / "history.csv", self.state.history)
+        if self.state.telemetry:
+            write_csv(self.run_dir / "telemetry.csv", self.state.telemetry)
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict:
@@ -529,7 +381,7 @@ class Trainer:
         to stop a run mid-epoch)."""
         cfg, last = self.cfg, self.run_dir / "checkpoints" / "last.pt"
         epoch, step0, gstep = self._start(resume, last)
-        t_start, steps_now = time.perf_counter() - self.elapsed, 0
+        t_start, steps_now = time.perf_counter() - self.state.elapsed, 0
         dev = None  # stays None only when resuming a run whose last epoch had already finished
         try:
             for epoch in range(epoch, cfg.epochs):
@@ -540,7 +392,7 @@ class Trainer:
                     self._step(epoch, gstep, bar, last)
                     steps_now += 1
                     if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0:
-                        self.elapsed = time.perf_counter() - t_start
+                        self.state.elapsed = time.perf_counter() - t_start
                         self._checkpoint(epoch, step + 1, gstep, last)
                     if on_step is not None:
                         on_step(steps_now)
@@ -548,12 +400,12 @@ class Trainer:
                     bar.close()
                 step0 = 0
                 dev = self._end_epoch(epoch, gstep)
-                self.elapsed = time.perf_counter() - t_start
+                self.state.elapsed = time.perf_counter() - t_start
                 self._checkpoint(epoch + 1, 0, gstep, last)
         except KeyboardInterrupt:
             self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
             raise
-        self.elapsed = time.perf_counter() - t_start
+        self.state.elapsed = time.perf_counter() - t_start
         self.dist.barrier()  # every rank's last checkpoint contribution is in
         if not self.main:
             return {"status": "complete", "rank": self.dist.rank, "warnings": []}
@@ -561,11 +413,7 @@ class Trainer:
 
     def _start(self, resume: bool, last: Path) -> tuple[int, int, int]:
         """Fresh records, or those of the last checkpoint; returns (epoch, step in epoch, global step)."""
-        self.history: list[dict] = []
-        self.telemetry: list[dict] = []
-        self.best: dict = {"score": -math.inf, "epoch": None, "dev": None}
-        self.elapsed = self.train_time = 0.0
-        self.examples = 0
+        self.state = TrainState()
         epoch = step0 = gstep = 0
         if resume and last.is_file():
             epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
@@ -596,12 +444,13 @@ class Trainer:
         self.optimizer.step()
         dt = time.perf_counter() - t0
         n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
-        self.examples, self.train_time = self.examples + n, self.train_time + dt
+        st = self.state
+        st.examples, st.train_time = st.examples + n, st.train_time + dt
         losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in raw.items()}
-        self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
+        self.state.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
                              **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
                              "examples_per_s": n / dt})
-        self.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r} for r in res.telemetry]
+        self.state.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r} for r in res.telemetry]
         if self.progress_log is not None:
             self.progress_log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
         if bar is not None:
@@ -614,17 +463,17 @@ class Trainer:
         if not self.main:
             return None
         dev = self.evaluate("dev")
-        self.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev", **{f"dev_{k}": v for k, v in dev.items()}})
-        if self.selection_score(dev) > self.best["score"]:
-            self.best = {"score": self.selection_score(dev), "epoch": epoch + 1, "dev": dev}
+        self.state.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev", **{f"dev_{k}": v for k, v in dev.items()}})
+        if Evaluator.selection_score(dev) > self.state.best["score"]:
+            self.state.best = {"score": Evaluator.selection_score(dev), "epoch": epoch + 1, "dev": dev}
             atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
         self._say(self._epoch_line(epoch, gstep, dev))
         return dev
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
         self.model.load_state_dict(load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device))
-        files = self.write_predictions()
-        baselines = {t: {**beats_trivial(t, self.best["dev"][t], self.data[t]["dev"].labels.float()),
+        files = self.evaluator.write_predictions(self.run_dir)
+        baselines = {t: {**beats_trivial(t, self.state.best["dev"][t], self.data[t]["dev"].labels.float()),
                          "trained": t in self.train_tasks} for t in self.cfg.tasks}
         for t, b in baselines.items():
             if b["trained"] and not b["learned"]:
@@ -633,11 +482,11 @@ class Trainer:
                     f"{b['trivial']} baseline {b['baseline']:.3f} by its margin {b['margin']:.3f} "
                     f"({b['rows']} dev rows)")
         metrics = {
-            "status": "complete", "best_epoch": self.best["epoch"], "best_dev": self.best["dev"],
+            "status": "complete", "best_epoch": self.state.best["epoch"], "best_dev": self.state.best["dev"],
             "baselines": baselines, "learned": all(b["learned"] for b in baselines.values() if b["trained"]),
             "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in self.cfg.tasks},
-            "steps": gstep, "wall_time_s": self.elapsed, "train_time_s": self.train_time,
-            "train_examples_per_s": self.examples / self.train_time if self.train_time else None,
+            "steps": gstep, "wall_time_s": self.state.elapsed, "train_time_s": self.state.train_time,
+            "train_examples_per_s": self.state.examples / self.state.train_time if self.state.train_time else None,
             "predictions": files, "warnings": self.warnings,
         }
         self._save_records()
@@ -661,10 +510,10 @@ class Trainer:
                     leave=False, dynamic_ncols=True)
 
     def _epoch_line(self, epoch: int, gstep: int, dev: dict) -> str:
-        rows = [r for r in self.history if r["kind"] == "train" and r["epoch"] == epoch + 1]
+        rows = [r for r in self.state.history if r["kind"] == "train" and r["epoch"] == epoch + 1]
         loss = " ".join(f"{t}={np.mean([r[f'loss_{t}'] for r in rows]):.3f}" for t in self.train_tasks) if rows else ""
         devs = " ".join(f"{k}={v:.3f}" for k, v in dev.items())
-        rate = self.examples / self.train_time if self.train_time else 0.0
+        rate = self.state.examples / self.state.train_time if self.state.train_time else 0.0
         return (f"epoch {epoch + 1}/{self.cfg.epochs} step {gstep} | train loss {loss} | dev {devs} | "
                 f"{rate:.0f} ex/s | {time.strftime('%H:%M:%S')}")
 
