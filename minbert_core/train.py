@@ -575,6 +575,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
 
 
+# where a run lives and computes, not what it trains: a run folder moved to another machine or path
+# (a study continued elsewhere) resumes
+_WHERE_KEYS = frozenset({"device", "runs_dir", "data_dir"})
+
+
 def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     """Refuse to resume a missing or different run, or to overwrite a finished one."""
     cfg_file = run_dir / "config.json"
@@ -584,7 +589,7 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     if resume and cfg_file.is_file():
         saved = json.loads(cfg_file.read_text())["config"]
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k != "device")
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
         if diff:
             raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
                              "resume with the same settings")

@@ -128,6 +128,18 @@ def test_resume_after_the_last_epoch_but_before_the_records(tmp_path, data_root)
     assert again["best_dev"] == first["best_dev"] and again["final_dev"] == first["final_dev"]
 
 
+def test_a_run_folder_moved_elsewhere_resumes_there(tmp_path, data_root):
+    """A study continued on another machine: the interrupted run's folder now lives under another runs_dir."""
+    import shutil
+
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=1, run_id="moved")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step=stop_after(3))
+    shutil.move(tmp_path / "runs" / "moved", tmp_path / "elsewhere" / "moved")
+    run = train(TrainConfig(**{**cfg.__dict__, "runs_dir": str(tmp_path / "elsewhere")}), resume=True)
+    assert run == tmp_path / "elsewhere" / "moved" and _metrics(run)["status"] == "complete"
+
+
 def test_resume_refuses_a_changed_config(tmp_path, data_root):
     cfg = _cfg(tmp_path, data_root, epochs=1, run_id="r")
     train(cfg)
