@@ -57,6 +57,8 @@ run)
   set -e
   GPU_CHECK_SECONDS=$(( $(date +%s) - t0 )) $PY scripts/gpu_check_report.py "$out"
   rm -rf "$out/runs/paper-slice/checkpoints"
+  # the device tool returns at most 8 files: the run's records travel as one archive
+  tar -czf "$out/paper-slice-records.tgz" -C "$out/runs" paper-slice && rm -rf "$out/runs"
   cat "$out/GPU_CHECK.md"
   ;;
 *)

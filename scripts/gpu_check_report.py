@@ -29,7 +29,15 @@ def main(out: Path) -> None:
         L += [f"- device: {bench['device']}; shape {bench['shape']}",
               f"- step: median {bench['step_s']['median'] * 1e3:.1f} ms; {bench['tokens_per_s']:.0f} tokens/s",
               f"- achieved {bench['achieved_gflops'] / 1e3:.1f} TFLOP/s = {bench['fraction_of_peak']:.1%} of the "
-              f"measured bf16 matmul peak ({bench['matmul_bf16']['gflops']['median'] / 1e3:.1f} TFLOP/s)"]
+              f"measured bf16 matmul peak ({bench['matmul_bf16']['gflops']['median'] / 1e3:.1f} TFLOP/s)",
+              f"- transformers on the same weights and batch: median {bench['transformers_step_s']['median'] * 1e3:.1f} ms;"
+              f" ours is {bench['speed_ratio']['median']:.2f}x its speed (median of per-round ratios)",
+              "- ours under torch.compile: " + (
+                  f"median {bench['compiled_step_s']['median'] * 1e3:.1f} ms, "
+                  f"{bench['compiled_speed_ratio']['median']:.2f}x transformers" if bench.get("compiled_step_s")
+                  else f"not measured ({bench.get('compile_note')})"),
+              "- share of the bf16 matmul peak: " + ", ".join(
+                  f"{k} {v:.1%}" for k, v in bench["fraction_of_peak_by_contender"].items())]
     else:
         L += ["- not measured (no CUDA device): " + _read(out / "bench_gpu.err").strip()[-300:]]
     L += ["", "## Multi-task PCGrad run, `paper` settings on a slice", ""]

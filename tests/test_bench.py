@@ -1,6 +1,8 @@
 """The benchmark harness on tiny models: it measures, alternates and renders (no timing asserted)."""
 from __future__ import annotations
 
+import torch
+
 from minbert_core import bench
 from minbert_core.config import BertConfig
 
@@ -52,3 +54,22 @@ def test_model_multitask_and_render(tiny_checkpoint, tmp_path):
     mg = st["strategies"]["mgda-ub"]
     assert f"| mgda-ub | {bench._mmm(mg['time_s'])} | {mg['time_ratio_vs_sum']['median']:.3f}" in md
     assert f"- PCGrad / sum, peak memory: {mt['memory_ratio_pcgrad_vs_sum']:.3f}" in md
+
+
+def test_gpu_bench_models_share_weights_and_agree():
+    """The GPU benchmark's two contenders: transformers' random model, saved and loaded into ours, compute the
+    same thing (checked on the CPU with a small shape)."""
+    from minbert_core.bench.cases import _gpu_models
+    from minbert_core.config import BertConfig
+
+    cfg = BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64)
+    ours, ref = _gpu_models(cfg, torch.device("cpu"))
+    ours.eval(), ref.eval()
+    ids = torch.randint(0, 500, (3, 11), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[2, 6:] = 0
+    with torch.no_grad():
+        a = ours(ids, am).pooler_output
+        b = ref(input_ids=ids, attention_mask=am).pooler_output
+    assert ref.config.hidden_size == 32 and torch.allclose(a, b, atol=1e-5)

@@ -335,27 +335,67 @@ def bench_utilisation(model_rows: list[dict], checkpoint: str = "minilm-l6") -> 
     return out
 
 
-def bench_gpu(steps: int = 10, warmup: int = 3) -> dict | None:
-    """bert-base shape, bf16 autocast, on CUDA: tokens/s and share of the card's measured bf16 peak."""
+def _gpu_models(cfg, dev: torch.device):
+    """bert-base's shape with the same random weights in both models: transformers' BertModel (its default
+    attention, SDPA) initialised, saved, and loaded into ours through the checkpoint loader."""
+    import tempfile
+
+    import transformers
+
+    from ..model import BertModel
+
+    torch.manual_seed(0)
+    ref = transformers.BertModel(transformers.BertConfig(**{k: getattr(cfg, k) for k in (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}))
+    with tempfile.TemporaryDirectory() as d:
+        ref.save_pretrained(d)
+        ours = BertModel.from_pretrained(d)
+    return ours.to(dev).train(), ref.to(dev).train()
+
+
+def _compiled_step(model, batch) -> tuple[Callable[[], None] | None, str]:
+    """Our step with the encoder under torch.compile, or None and why not."""
+    try:
+        cmodel = torch.compile(model)
+        head, opt = _head_and_opt(model, fused=True)
+        step = _train_step(cmodel, head, opt, batch, False, autocast=True)
+        step()  # compiles here, so a failure is caught and the timing excludes compilation
+        torch.cuda.synchronize()
+        return step, "compiled"
+    except Exception as e:  # no compiler, or a graph it cannot take: reported, not fatal
+        return None, f"{type(e).__name__}: {str(e)[:200]}"
+
+
+def bench_gpu(steps: int = 10, warmup: int = 3, shape: tuple[int, int] = (32, 128)) -> dict | None:
+    """bert-base shape, bf16 autocast, on CUDA: ours (eager, and under torch.compile) against transformers
+    on the same weights and batch, with tokens/s and the share of the card's measured bf16 matmul peak."""
     if not torch.cuda.is_available():
         return None
     from ..config import BertConfig
-    from ..model import BertModel
 
     dev = torch.device("cuda")
     cfg = BertConfig()
-    model = BertModel(cfg).to(dev).train()
-    head, opt = _head_and_opt(model, fused=True)
-    B, T = 32, 128
+    ours, ref = _gpu_models(cfg, dev)
+    B, T = shape
     batch = _batch(B, T, cfg.vocab_size, dev)
-    t = alternate({"step": _train_step(model, head, opt, batch, False, autocast=True)}, steps, warmup,
-                  lambda: torch.cuda.synchronize())["step"]
+    (h0, o0), (h1, o1) = _head_and_opt(ours, fused=True), _head_and_opt(ref, fused=True)
+    fns = {"ours": _train_step(ours, h0, o0, batch, False, autocast=True),
+           "transformers": _train_step(ref, h1, o1, batch, True, autocast=True)}
+    compiled, compile_note = _compiled_step(ours, batch)
+    if compiled is not None:
+        fns["ours_compiled"] = compiled
+    t = alternate(fns, steps, warmup, lambda: torch.cuda.synchronize())
     peak = matmul_peak(8192, 10, torch.bfloat16, "cuda")
-    med = statistics.median(t)
-    ach = training_flops(cfg, B, T) / med / 1e9
+    flops = training_flops(cfg, B, T)
+    med = {k: statistics.median(v) for k, v in t.items()}
     return {"device": torch.cuda.get_device_name(dev), "shape": f"bert-base, {B}x{T}, bf16 autocast",
-            "step_s": _stats(t), "tokens_per_s": B * T / med, "achieved_gflops": ach,
-            "matmul_bf16": peak, "fraction_of_peak": ach / peak["gflops"]["median"]}
+            "step_s": _stats(t["ours"]), "transformers_step_s": _stats(t["transformers"]),
+            "speed_ratio": _ratio(t["transformers"], t["ours"]),
+            "compiled_step_s": _stats(t["ours_compiled"]) if compiled else None,
+            "compiled_speed_ratio": _ratio(t["transformers"], t["ours_compiled"]) if compiled else None,
+            "compile_note": compile_note, "tokens_per_s": B * T / med["ours"], "achieved_gflops": flops / med["ours"] / 1e9,
+            "matmul_bf16": peak, "fraction_of_peak": flops / med["ours"] / 1e9 / peak["gflops"]["median"],
+            "fraction_of_peak_by_contender": {k: flops / v / 1e9 / peak["gflops"]["median"] for k, v in med.items()}}
 
 
 # ---- 5. where time goes ----------------------------------------------------------------------------

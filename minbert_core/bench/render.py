@@ -112,6 +112,11 @@ def _utilisation(res: dict) -> list[str]:
         L += [f"GPU ({g['device']}, {g['shape']}): step {_mmm(g['step_s'], 1e3, '{:.1f}')} ms, "
               f"{g['tokens_per_s']:.0f} tokens/s, {g['achieved_gflops']:.0f} GFLOP/s = {g['fraction_of_peak']:.1%} of "
               f"the card's measured bf16 matmul rate ({g['matmul_bf16']['gflops']['median']:.0f} GFLOP/s)."]
+        if g.get("transformers_step_s"):
+            L += ["", f"Against transformers on the same weights and batch: {g['speed_ratio']['median']:.2f}x "
+                      f"(transformers {g['transformers_step_s']['median'] * 1e3:.1f} ms). Under torch.compile: "
+                  + (f"{g['compiled_speed_ratio']['median']:.2f}x ({g['compiled_step_s']['median'] * 1e3:.1f} ms)."
+                     if g.get("compiled_step_s") else f"not measured ({g.get('compile_note')}).")]
     else:
         L += [f"GPU: {res.get('gpu_note', 'skipped')}"]
     return L
