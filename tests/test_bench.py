@@ -73,3 +73,18 @@ def test_gpu_bench_models_share_weights_and_agree():
         a = ours(ids, am).pooler_output
         b = ref(input_ids=ids, attention_mask=am).pooler_output
     assert ref.config.hidden_size == 32 and torch.allclose(a, b, atol=1e-5)
+
+
+def test_gpu_profile_table_is_summarised():
+    """BENCHMARKS.md's GPU section reads scripts/gpu_profile.py's profiler table: steps, device time, launches."""
+    row = "{:>40}  {:>8}  {:>10}  {:>8}  {:>10}  {:>10}  {:>8}  {:>6}  {:>10}  {:>10}  {:>8}"
+    text = "\n".join([
+        row.format("ProfilerStep*", "44.97%", "2.324s", "68.84%", "3.557s", "355.694ms", "0.000us", "0.00%",
+                   "185.619ms", "18.562ms", "10"),
+        row.format("cudaLaunchKernel", "6.00%", "309.903ms", "6.00%", "309.903ms", "8.278us", "0.000us", "0.00%",
+                   "0.000us", "0.000us", "37435"),
+        row.format("cuLaunchKernelEx", "2.27%", "117.116ms", "2.27%", "117.116ms", "8.760us", "0.000us", "0.00%",
+                   "0.000us", "0.000us", "13370"),
+        "Self CPU time total: 5.167s", "Self CUDA time total: 298.948ms"])
+    assert bench._busy_from_profile(text) == {"steps": 10, "wall_ms": 3557.0, "device_ms": 298.948, "launches": 5080}
+    assert bench._busy_from_profile("Self CPU time total: 1s") is None

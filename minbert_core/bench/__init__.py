@@ -15,9 +15,47 @@ from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, benc
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
 from .render import render
 
-__all__ = ["alternate", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
+
+
+def _busy_from_profile(text: str) -> dict | None:
+    """From scripts/gpu_profile.py's torch.profiler table: wall and device time of the profiled steps, and
+    kernel launches per step."""
+    import re
+
+    step = re.search(r"^\s*ProfilerStep\*.*?(\d+)\s*$", text, re.M)
+    dev = re.search(r"Self CUDA time total: ([\d.]+)(ms|s)", text)
+    if not (step and dev):
+        return None
+    n = int(step.group(1))
+    cols = re.split(r"\s{2,}", step.group(0).strip())
+    wall = _ms(cols[4])  # CPU total of the profiled steps (the host runs ahead by at most a few kernels)
+    launches = sum(int(m.group(1)) for m in re.finditer(r"^\s*(?:cudaLaunchKernel|cuLaunchKernelEx)\s.*?(\d+)\s*$",
+                                                         text, re.M))
+    return {"steps": n, "wall_ms": wall, "device_ms": _ms(dev.group(1) + dev.group(2)), "launches": launches // n}
+
+
+def _ms(v: str) -> float:
+    for unit, f in (("ms", 1.0), ("us", 1e-3), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    raise ValueError(v)
+
+
+def gpu_records(root: Path) -> dict:
+    """What the GPU scripts measured, where their records were committed (gpu_check.json beside
+    BENCHMARKS.md; results/gpu/step_times.json and profile.txt): BENCHMARKS.md shows them."""
+    out: dict = {}
+    if (root / "gpu_check.json").is_file():
+        out["gpu_check"] = json.loads((root / "gpu_check.json").read_text())
+    steps = root / "results" / "gpu" / "step_times.json"
+    if steps.is_file():
+        prof = steps.with_name("profile.txt")
+        out["gpu_profile"] = {"steps": json.loads(steps.read_text()),
+                              "device_busy": _busy_from_profile(prof.read_text()) if prof.is_file() else None}
+    return out
 
 
 def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
@@ -49,6 +87,7 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
         say("    no CUDA device: GPU part skipped")
     say("6/6 profile of one training step ...")
     res["profile"] = bench_profile(checkpoint)
+    res.update(gpu_records(out.parent if isinstance(out, Path) else Path(out).parent))
     out = Path(out)
     atomic_write_text(out, render(res))
     atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))

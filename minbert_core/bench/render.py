@@ -140,6 +140,47 @@ def _profile(res: dict) -> list[str]:
     return L
 
 
+def _gpu_check(res: dict) -> list[str]:
+    """Section 6: what scripts/gpu_check.sh and scripts/gpu_profile.py measured on a GPU, from their records."""
+    g, steps = res.get("gpu_check"), res.get("gpu_profile")
+    if not g:
+        return []
+    b = g["bench_gpu"]
+    L = ["", f"## 6. On a GPU (`scripts/gpu_check.sh`, {g['seconds']} s; records in `GPU_CHECK.md`, `results/gpu/`)",
+         "", f"Measured on {b['device']}; bert-base's shape with random weights (the hub is out of reach there).", "",
+         *_head("bf16 training step, " + b["shape"], "median ms", "x transformers", "share of bf16 matmul peak")]
+    frac = b["fraction_of_peak_by_contender"]
+    for key, label, ratio in (("step_s", "ours", "speed_ratio"), ("transformers_step_s", "transformers", None),
+                              ("compiled_step_s", "ours, torch.compile", "compiled_speed_ratio")):
+        if b.get(key):
+            name = {"ours": "ours", "transformers": "transformers", "ours, torch.compile": "ours_compiled"}[label]
+            L.append(f"| {label} | {b[key]['median'] * 1e3:.1f} | "
+                     f"{b[ratio]['median']:.2f}x | {frac[name]:.1%} |" if ratio else
+                     f"| {label} | {b[key]['median'] * 1e3:.1f} | 1 | {frac[name]:.1%} |")
+    L += ["", f"Tests marked `gpu`: {g['tests'][-2] if len(g['tests']) > 1 else g['tests']}."]
+    if g.get("run"):
+        r = g["run"]
+        L += [f"Multi-task PCGrad, `paper` settings on a slice: {r['steps']} steps in {r['train_time_s']:.1f} s "
+              f"({r['train_examples_per_s']:.0f} examples/s)."]
+    if steps:
+        L += ["", "Multi-task step (batch 8 per task, bf16, `paper`'s cls pooling and max length), "
+              "`scripts/gpu_profile.py`; the first row also pays the process's CUDA warm-up:", "",
+              *_head("strategy", "pair encoding", "steps", "ms per step", "examples/s")]
+        L += [f"| {s['strategy']} | {s['pair_encoding']} | {s['steps']} | {s['ms_per_step']:.0f} | "
+              f"{s['examples_per_s']:.0f} |" for s in steps["steps"]]
+        if steps.get("device_busy"):
+            d = steps["device_busy"]
+            pc = next((s for s in steps["steps"] if (s["strategy"], s["pair_encoding"]) == ("pcgrad", "bi")), None)
+            busy = d["device_ms"] / d["steps"]
+            L += ["", f"torch.profiler over {d['steps']} PCGrad steps (bi-encoded pairs): the GPU computed "
+                      f"{busy:.1f} ms per step and the host launched {d['launches']} kernels per step"
+                  + (f"; unprofiled, such a step takes {pc['ms_per_step']:.0f} ms, so the GPU is busy "
+                     f"{busy / pc['ms_per_step']:.0%} of it" if pc else "")
+                  + ". At batch 8 the step is bound by the host (Python and kernel launches), not by the GPU: "
+                    "torch.compile, CUDA graphs or larger batches are the levers there."]
+    return L
+
+
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
@@ -149,6 +190,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile):
+    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check):
         L += section(res)
     return "\n".join(L) + "\n"
