@@ -88,3 +88,18 @@ def test_gpu_profile_table_is_summarised():
         "Self CPU time total: 5.167s", "Self CUDA time total: 298.948ms"])
     assert bench._busy_from_profile(text) == {"steps": 10, "wall_ms": 3557.0, "device_ms": 298.948, "launches": 5080}
     assert bench._busy_from_profile("Self CPU time total: 1s") is None
+
+
+def test_ddp_bench_runs_both_settings_and_renders(tiny_checkpoint):
+    """Two gloo processes take the same PCGrad step as one process; the section reports both and the all-reduces."""
+    from minbert_core.bench.ddp import bench_ddp
+    from minbert_core.bench.render import _ddp
+    from minbert_core.multitask import MultitaskBert, load_encoder
+
+    d = bench_ddp(str(tiny_checkpoint), B=4, T=8, steps=2, warmup=1)
+    model = MultitaskBert(load_encoder(str(tiny_checkpoint)), ("sst", "para", "sts"))
+    assert d["shared_params"] == sum(p.numel() for _, p in model.shared_groups())
+    assert d["one_process_s"]["n"] == d["two_process_s"]["n"] == 2
+    assert d["overhead_ratio"] == d["two_process_s"]["median"] / d["one_process_s"]["median"]
+    text = "\n".join(_ddp({"ddp": d}))
+    assert f"(3, {d['shared_params']:,})" in text and "2 processes" in text

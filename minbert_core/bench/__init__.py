@@ -13,9 +13,10 @@ from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
                     bench_profile, bench_strategies, bench_utilisation)
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
+from .ddp import bench_ddp
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "bench_ddp", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -85,8 +86,9 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     if res["gpu"] is None:
         res["gpu_note"] = "skipped: no CUDA device on this machine (run `minbert bench` where one is present)."
         say("    no CUDA device: GPU part skipped")
-    say("6/6 profile of one training step ...")
+    say("6/6 profile of one training step; then the 2-process multi-task step (gloo) ...")
     res["profile"] = bench_profile(checkpoint)
+    res["ddp"] = bench_ddp(checkpoint, steps=steps)
     res.update(gpu_records(out.parent if isinstance(out, Path) else Path(out).parent))
     out = Path(out)
     atomic_write_text(out, render(res))

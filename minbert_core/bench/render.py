@@ -181,6 +181,25 @@ def _gpu_check(res: dict) -> list[str]:
     return L
 
 
+def _ddp(res: dict) -> list[str]:
+    """Section 7: one run on two processes (torchrun's path, gloo on this CPU) against one process."""
+    d = res.get("ddp")
+    if not d:
+        return []
+    return ["", f"## 7. One run on {d['world']} processes (gloo, CPU), PCGrad, {d['shape']}", "",
+            f"One process with {d['threads_one_process']} threads on the whole batch against {d['world']} processes "
+            "with one thread each on half of it; each process's task gradients are summed over the processes "
+            "before PCGrad combines them, then the heads' gradients, then AdamW.", "",
+            *_head("setting", "step, s (min / median / max)"),
+            f"| 1 process | {_mmm(d['one_process_s'])} |", f"| {d['world']} processes | {_mmm(d['two_process_s'])} |", "",
+            f"- {d['world']}-process overhead: the step takes {d['overhead_ratio']:.2f}x the one-process step on the "
+            "same global batch (on one machine both use the same cores: this measures what distribution costs, "
+            "not what more machines would gain)",
+            f"- summing the (3, {d['shared_params']:,}) task-gradient buffer: one all-reduce "
+            f"{d['allreduce_one_buffer_s']['median'] * 1e3:.1f} ms, one per task "
+            f"{d['allreduce_per_task_s']['median'] * 1e3:.1f} ms (median); the trainer sums the single buffer"]
+
+
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
@@ -190,6 +209,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check):
+    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp):
         L += section(res)
     return "\n".join(L) + "\n"
