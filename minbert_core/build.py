@@ -40,7 +40,7 @@ def build_model(cfg, device) -> MultitaskBert:
                                                     attention_probs_dropout_prob=cfg.encoder_dropout)
     encoder = load_encoder(cfg.checkpoint, seed=cfg.seed, **drop)
     model = MultitaskBert(encoder, cfg.tasks, cfg.pair_encoding, cfg.pooling, cfg.lstm,
-                          cfg.task_layers, cfg.task_hidden, cfg.hidden_dropout).to(device)
+                          cfg.task_layers, cfg.task_hidden, cfg.head_dropout).to(device)
     if cfg.mode == "pretrain":
         model.encoder.requires_grad_(False)
     return model

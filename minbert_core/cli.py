@@ -55,12 +55,20 @@ def _bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
 
 
+class _Deprecated(argparse.Action):
+    """An old flag name: sets the new field, and says so on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated, use --{self.dest.replace('_', '-')}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
     """One --flag per TrainConfig field, with the field's default and its one-line reason as help."""
     import dataclasses
     import inspect
 
-    from .train import TrainConfig
+    from .train import DEPRECATED_KEYS, TrainConfig
 
     src = inspect.getsource(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -80,6 +88,9 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
                      f"{' | '.join(STRATEGIES)} (README: each with its paper)")
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
                        help=f"{help_} (default: {shown})")
+    for old, new in DEPRECATED_KEYS.items():  # old flag names, for one release
+        p.add_argument(f"--{old.replace('_', '-')}", dest=new, type=type(getattr(defaults, new)),
+                       action=_Deprecated, help=f"deprecated: use --{new.replace('_', '-')}")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:

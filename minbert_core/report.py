@@ -26,7 +26,9 @@ class RunRecord:
 
     @property
     def cfg(self) -> dict:
-        return self.config["config"]
+        from .train import migrate_keys
+
+        return migrate_keys(self.config["config"], str(self.path), warn=False)  # records from before a rename
 
 
 def load_run(path: str | Path) -> RunRecord:
@@ -288,7 +290,7 @@ def metrics_markdown(summary: pd.DataFrame, columns: list[str], caption: str, no
 
 SETTINGS = [("checkpoint", "encoder"), ("mode", "mode"), ("lr_finetune", "lr fine-tune"),
             ("lr_pretrain", "lr frozen"), ("batch_size", "batch"), ("epochs", "epochs"),
-            ("epoch_rule", "epoch rule"), ("steps_per_epoch", "steps/epoch"), ("hidden_dropout", "head dropout"),
+            ("epoch_rule", "epoch rule"), ("steps_per_epoch", "steps/epoch"), ("head_dropout", "head dropout"),
             ("pooling", "pooling"), ("pair_encoding", "pair encoding"), ("max_length", "max length"),
             ("loss_weights", "loss weights"), ("lstm", "bi-LSTM"), ("task_layers", "task layers")]
 

@@ -138,6 +138,8 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
     plain name, the others get `-seed<N>`); runs are ordered seed by seed, so a partial study
     covers every column once before it repeats any; unseeded runs follow in plan order.
     """
+    from .train import migrate_keys
+
     profiles = plan.get("profiles", {})
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; the plan has: {', '.join(profiles)}")
@@ -152,15 +154,16 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
             continue
         training = exp["notebook"] in TRAINING_NOTEBOOKS
         nb_params = notebook_parameters(nb_dir / f"{exp['notebook']}.ipynb")
-        block = dict(prof.get(exp["notebook"]) or {})
+        block = migrate_keys(prof.get(exp["notebook"]) or {}, f"profile {profile}, {exp['notebook']}")
         seeds = block.pop("seeds", None) if training else None
-        grid = exp.get("grid", {})
+        grid = migrate_keys(exp.get("grid", {}), f"experiment {exp['name']}")
         varied = [k for k, v in grid.items() if isinstance(v, list)]
         for combo in itertools.product(*(grid[k] for k in varied)):
             params = dict(grid) | dict(zip(varied, combo))
             name = "-".join([exp["name"]] + [str(v) for v in combo])
             if training:
-                defaults = _training_defaults(nb_params) | dict(prof.get("common", {})) | block
+                defaults = (_training_defaults(nb_params) | migrate_keys(prof.get("common", {}), f"profile {profile}")
+                            | block)
                 params = defaults | _resolve_refs(params, defaults, f"run {name}")
                 params["runs_dir"] = str(out_dir)
             needs = [v[1:] for v in params.values() if isinstance(v, str) and v.startswith("@")]

@@ -54,7 +54,7 @@ class TrainConfig:
     epochs: int = 10  # passes, as counted by epoch_rule
     batch_size: int = 8  # examples per task per step
     eval_batch_size: int = 64  # examples per forward pass when evaluating
-    hidden_dropout: float = 0.3  # dropout in the task heads
+    head_dropout: float = 0.3  # dropout in the task heads (BERT's own is encoder_dropout)
     encoder_dropout: float = -1.0  # encoder dropout (hidden and attention); -1 keeps the checkpoint's
     seed: int = 11711  # seeds torch, numpy, random, samplers and PCGrad's task order
     max_length: int = 128  # tokens per sequence (pairs: both sentences together)
@@ -91,8 +91,8 @@ class TrainConfig:
             v = getattr(self, key)
             if v < lo:
                 raise ValueError(f"{key} must be >= {lo}; got {v!r}")
-        if not 0.0 <= self.hidden_dropout < 1.0:
-            raise ValueError(f"hidden_dropout must be in [0, 1); got {self.hidden_dropout!r}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1); got {self.head_dropout!r}")
         if self.encoder_dropout != -1.0 and not 0.0 <= self.encoder_dropout < 1.0:
             raise ValueError(f"encoder_dropout must be -1 (the checkpoint's) or in [0, 1); got {self.encoder_dropout!r}")
         choices = {"mode": ("pretrain", "finetune"), "strategy": TRAINING_RULES + tuple(STRATEGIES),
@@ -154,10 +154,33 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Build from a dict (JSON, notebook parameters); unknown keys are an error naming them."""
-        d = dict(d)
+        d = migrate_keys(d, "config")
         if "tasks" in d and isinstance(d["tasks"], (list, str)):
             d["tasks"] = tuple(d["tasks"].split(",")) if isinstance(d["tasks"], str) else tuple(d["tasks"])
         return override(cls(), d)
+
+
+# Renamed keys, read under their old names for one release: hidden_dropout was the head dropout, easily
+# taken for BERT's own hidden_dropout_prob (encoder_dropout sets that one)
+DEPRECATED_KEYS = {"hidden_dropout": "head_dropout"}
+
+
+def migrate_keys(d: dict, where: str, warn: bool = True) -> dict:
+    """`d` with deprecated keys under their new names (a FutureWarning naming each, unless `warn` is off,
+    as for records written before the rename); both names with different values is an error."""
+    import warnings
+
+    out = dict(d)
+    for old, new in DEPRECATED_KEYS.items():
+        if old not in out:
+            continue
+        v = out.pop(old)
+        if new in out and out[new] != v:
+            raise ValueError(f"{where}: both {old}={v!r} and {new}={out[new]!r}; {old} is the old name of {new}")
+        out.setdefault(new, v)
+        if warn:
+            warnings.warn(f"{where}: {old} is deprecated, use {new}", FutureWarning, stacklevel=3)
+    return out
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -587,7 +610,7 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
         raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
                          "drop --resume to start it, or check --run-id and --runs-dir")
     if resume and cfg_file.is_file():
-        saved = json.loads(cfg_file.read_text())["config"]
+        saved = migrate_keys(json.loads(cfg_file.read_text())["config"], str(cfg_file), warn=False)
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
         if diff:

@@ -114,7 +114,7 @@ def test_unambiguous_strings_are_read(key, value, expected):
 
 
 @pytest.mark.parametrize("key,value", [
-    ("epochs", 2.5), ("seed", "x"), ("hidden_dropout", 1.5), ("train_limit", -5), ("batch_size", "abc"),
+    ("epochs", 2.5), ("seed", "x"), ("head_dropout", 1.5), ("train_limit", -5), ("batch_size", "abc"),
     ("lstm", "maybe"), ("lstm", 2), ("epochs", True), ("checkpoint", 3), ("encoder_dropout", 1.0)])
 def test_bad_values_are_refused_naming_the_field(key, value):
     with pytest.raises(ValueError, match=f"^{key} must be"):

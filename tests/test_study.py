@@ -80,7 +80,7 @@ def test_full_and_paper_profiles_run_what_they_say(profile, checkpoint, max_leng
     for r in runs:
         p = r["params"]
         assert (p["checkpoint"], p["train_limit"], p["eval_limit"], p["epochs"]) == (checkpoint, 0, 0, 10), r
-        assert p["max_length"] == max_length and p["hidden_dropout"] in (0.3, 0.1, 0.5)
+        assert p["max_length"] == max_length and p["head_dropout"] in (0.3, 0.1, 0.5)
         lrs = (p["lr_pretrain"], p["lr_finetune"])
         assert lrs == ((1e-5, 1e-3) if r["name"].startswith("t1-lr-flipped") else (1e-3, 1e-5)), r["name"]
         batch = {"t1-batch-16": 16, "t1-batch-64": 64}.get(r["name"].rsplit("-", 1)[0], 8)
@@ -100,7 +100,7 @@ def test_each_table1_row_changes_one_thing_from_default(profile, tmp_path):
             continue
         d = default[(r.params["task"], r.params["mode"])]
         diff = sorted(k for k in d if k != "run_id" and d[k] != r.params[k])
-        assert diff in (["batch_size"], ["hidden_dropout"], ["seed"], ["lr_finetune", "lr_pretrain"]), (r.name, diff)
+        assert diff in (["batch_size"], ["head_dropout"], ["seed"], ["lr_finetune", "lr_pretrain"]), (r.name, diff)
         if diff == ["lr_finetune", "lr_pretrain"]:  # flipped, whatever the profile's rates are
             assert (r.params["lr_pretrain"], r.params["lr_finetune"]) == (d["lr_finetune"], d["lr_pretrain"])
 

@@ -75,7 +75,7 @@ def test_single_strategy_trains_sst_and_evaluates_all(tmp_path, data_root):
 
 
 @pytest.mark.parametrize("variant", [
-    dict(lstm=True), dict(lstm=True, task_layers=2, task_hidden=16, hidden_dropout=0.5),
+    dict(lstm=True), dict(lstm=True, task_layers=2, task_hidden=16, head_dropout=0.5),
     dict(pair_encoding="bi"), dict(pooling="mean", task_layers=1), dict(lstm=True, pooling="mean"),
 ])
 def test_structure_variants_train(tmp_path, data_root, variant):
@@ -102,7 +102,7 @@ def test_pretrain_freezes_encoder_and_cache_changes_nothing(tmp_path, data_root)
 
 @pytest.mark.parametrize("strategy", ["pcgrad", "uncertainty"])  # uncertainty: state the optimizer trains
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, strategy):
-    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=2, run_id="full", hidden_dropout=0.3,
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=2, run_id="full", head_dropout=0.3,
                strategy=strategy)
     full = _metrics(train(cfg))
     cut = TrainConfig(**{**cfg.__dict__, "run_id": "cut"})
@@ -210,7 +210,7 @@ def test_cli_multitask_and_train(tmp_path, data_root, capsys):
 def test_packaged_minilm_finetune_beats_majority(tmp_path, data_root):
     """A real check that learning happens: MiniLM fine-tuned on 400 SST rows, 2 epochs (~25 s)."""
     cfg = TrainConfig(tasks=("sst",), strategy="single", epochs=2, train_limit=400, eval_limit=300,
-                      batch_size=16, lr_finetune=1e-4, max_length=64, hidden_dropout=0.1, telemetry_every=0,
+                      batch_size=16, lr_finetune=1e-4, max_length=64, head_dropout=0.1, telemetry_every=0,
                       runs_dir=str(tmp_path), data_dir=str(data_root))
     tr_dev = [e.label for e in __import__("minbert_core.data", fromlist=["x"]).load_split(
         "sst", "dev", root=data_root, limit=300).examples]
@@ -294,3 +294,41 @@ def test_bf16_autocast_on_cpu(tmp_path, data_root):
     fp, _ = first_losses(run_id="fp32")
     assert mb["status"] == "complete" and all(math.isfinite(x) for x in bf)
     assert bf != fp and bf == pytest.approx(fp, rel=3e-2)  # bf16 arithmetic: close, not equal
+
+
+def test_hidden_dropout_is_read_as_head_dropout_for_one_release(tmp_path, data_root, capsys):
+    """The old name keeps working, with a warning, in configs, the CLI, the plan and old run records."""
+    import warnings
+
+    import yaml
+
+    from minbert_core.cli import build_parser
+    from minbert_core.report import load_run
+    from minbert_core.study import expand, load_plan
+
+    with pytest.warns(FutureWarning, match="hidden_dropout is deprecated, use head_dropout"):
+        assert TrainConfig.from_dict({"hidden_dropout": 0.5}).head_dropout == 0.5
+    with pytest.raises(ValueError, match="both hidden_dropout=0.5 and head_dropout=0.1"):
+        TrainConfig.from_dict({"hidden_dropout": 0.5, "head_dropout": 0.1})
+    a = build_parser().parse_args(["multitask", "--hidden-dropout", "0.2"])
+    assert a.head_dropout == 0.2 and "--hidden-dropout is deprecated" in capsys.readouterr().err
+    plan = load_plan()
+    plan["profiles"]["smoke"]["01_sentiment"] = {"hidden_dropout": 0.4}
+    with pytest.warns(FutureWarning, match="profile smoke, 01_sentiment: hidden_dropout is deprecated"):
+        runs = expand(plan, "smoke", tmp_path)
+    t1 = [r for r in runs if r.notebook == "01_sentiment"]
+    assert {r.params["head_dropout"] for r in t1 if r.experiment == "t1-default"} == {0.4}
+    assert yaml.safe_load(yaml.safe_dump(plan))  # the plan stays plain data
+    # a run recorded before the rename: the report reads it, and it resumes without a config mismatch
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=1, run_id="old", head_dropout=0.2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step=stop_after(3))
+    f = tmp_path / "runs" / "old" / "config.json"
+    rec = json.loads(f.read_text())
+    rec["config"]["hidden_dropout"] = rec["config"].pop("head_dropout")
+    f.write_text(json.dumps(rec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an old record is not the user's input: no warning
+        run = train(cfg, resume=True)
+        f.write_text(json.dumps(rec))  # and the finished run's record as the old version wrote it
+        assert load_run(run).cfg["head_dropout"] == 0.2 and "hidden_dropout" not in load_run(run).cfg
