@@ -103,3 +103,32 @@ def test_ddp_bench_runs_both_settings_and_renders(tiny_checkpoint):
     assert d["overhead_ratio"] == d["two_process_s"]["median"] / d["one_process_s"]["median"]
     text = "\n".join(_ddp({"ddp": d}))
     assert f"(3, {d['shared_params']:,})" in text and "2 processes" in text
+
+
+def test_fused_qkv_attempt_computes_what_the_model_computes(tiny_checkpoint):
+    from minbert_core.bench.attempts import fused_qkv
+    from minbert_core.model import BertModel
+
+    ours = BertModel.from_pretrained(tiny_checkpoint).eval()
+    ids = torch.randint(0, ours.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 5:] = 0
+    fused = fused_qkv(ours)
+    with torch.no_grad():
+        assert torch.allclose(ours(ids, am).last_hidden_state, fused(ids, am).last_hidden_state, atol=1e-5)
+    fused.train()
+    fused(ids, am).pooler_output.sum().backward()  # its gradients reach the three original projections
+    attn = fused.encoder.layer[0].attention.self
+    assert all(p.grad is not None for p in (attn.query.weight, attn.key.weight, attn.value.bias))
+
+
+def test_attempts_render_measured_and_failed_variants():
+    from minbert_core.bench.render import _attempts
+
+    st = {"min": 1.0, "median": 1.1, "max": 1.2, "n": 3}
+    rows = [{"what": "training step 32x64", "variant": "fused QKV", "ours_s": st, "transformers_s": st,
+             "speed_ratio": st},
+            {"what": "training step 32x64", "variant": "torch.compile (encoder)", "note": "BackendCompilerFailed: x"}]
+    text = "\n".join(_attempts({"attempts": rows}))
+    assert "| training step 32x64 | fused QKV | 1.000 / 1.100 / 1.200 |" in text
+    assert "not measured: BackendCompilerFailed: x" in text

@@ -13,10 +13,11 @@ from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
                     bench_profile, bench_strategies, bench_utilisation)
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
+from .attempts import bench_attempts
 from .ddp import bench_ddp
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "bench_ddp", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "bench_attempts", "bench_ddp", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -71,6 +72,8 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     say = lambda s: print(s, flush=True)  # noqa: E731
     say("1/6 training step and evaluation, ours vs transformers ...")
     res["model"] = bench_model(checkpoint, steps=steps)
+    say("    attempts: fused QKV, torch.compile of the encoder (compiles first: a minute or two) ...")
+    res["attempts"] = bench_attempts(checkpoint, steps=steps)
     say("2/6 optimizer and dropout ...")
     res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
     res["dropout"] = bench_dropout()

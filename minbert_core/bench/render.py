@@ -200,6 +200,25 @@ def _ddp(res: dict) -> list[str]:
             f"{d['allreduce_per_task_s']['median'] * 1e3:.1f} ms (median); the trainer sums the single buffer"]
 
 
+def _attempts(res: dict) -> list[str]:
+    """Section 1b: each speed-up tried on the training step, against transformers, kept or not."""
+    rows = res.get("attempts")
+    if not rows:
+        return []
+    L = ["## 1b. Speed-ups tried on the training step (target: 1.2x transformers)", "",
+         "Each variant is a copy of the default model changed in `minbert_core/bench/attempts.py`, timed "
+         "alternating with transformers in one process. Only what pays would move into the model.", "",
+         *_head("shape", "variant", "ours, s (min / median / max)", "transformers, s",
+                "speed ratio (transformers / variant)")]
+    for r in rows:
+        if "ours_s" in r:
+            L.append(f"| {r['what']} | {r['variant']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
+                     f"{_mmm(r['speed_ratio'])} |")
+        else:
+            L.append(f"| {r['what']} | {r['variant']} | not measured: {r['note']} | | |")
+    return L + [""]
+
+
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
@@ -209,6 +228,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp):
+    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp):
         L += section(res)
     return "\n".join(L) + "\n"
