@@ -198,6 +198,42 @@ def comparisons(study: dict, summary: pd.DataFrame, table: int) -> list[str]:
     return lines
 
 
+def _targets(study: dict) -> list[dict]:
+    """The profile's targets: recorded in study.json, or (a study recorded before targets were) the
+    packaged plan's for that profile."""
+    if "targets" in study:
+        return study["targets"] or []
+    from .study import load_plan
+
+    return load_plan()["profiles"].get(study.get("profile"), {}).get("targets") or []
+
+
+def target_notes(study: dict, summary: pd.DataFrame, table: int) -> list[str]:
+    """Each target of the profile for this table: the measured mean per column, met or missed by how much,
+    and what the plan says was tried."""
+    notes = []
+    for t in _targets(study):
+        if t.get("table") != table:
+            continue
+        parts, missed = [], False
+        for key, floor in t["min"].items():
+            got = []
+            for col in t["columns"]:
+                row = summary[(summary["metric"] == key) & (summary["column"] == col)]
+                if row.empty:
+                    got.append(f"{col}: not run")
+                    continue
+                mean = float(row.iloc[0]["ours"])
+                ok = mean >= floor
+                missed |= not ok
+                got.append(f"{col} {mean:.4f} " + ("met" if ok else f"missed by {floor - mean:.4f}"))
+            parts.append(f"{key} ≥ {floor}: " + ", ".join(got))
+        notes.append(f"targets of profile `{study.get('profile')}` (mean over seeds): " + "; ".join(parts))
+        if missed and t.get("tried"):
+            notes.append(f"tried for the missed target: {t['tried']}")
+    return notes
+
+
 INCONSISTENT = "‡"  # the paper's printed overall does not follow from its printed metrics
 
 
@@ -397,6 +433,7 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
         atomic_write_text(tables_dir / f"table{number}.csv", df.to_csv(index=False))
         atomic_write_text(tables_dir / f"table{number}_summary.csv", summary.to_csv(index=False))
         notes = _notes(study, runs, number)
+        notes += target_notes(study, summary, number)
         comp = comparisons(study, summary, number)
         if comp:
             notes.append("differences (mean over seeds) against the seed spread, 2·sqrt(std_a²/n_a + std_b²/n_b): "

@@ -369,6 +369,7 @@ class _Execution:
     def record(self) -> None:
         write_json(self.out / "study.json", {
             "profile": self.profile, "description": self.plan["profiles"][self.profile].get("description", ""),
+            "targets": self.plan["profiles"][self.profile].get("targets", []),
             "runs": [asdict(r) for r in self.runs]})
 
     def settle(self, r: PlannedRun) -> None:

@@ -62,3 +62,23 @@ def test_an_unchanged_figure_gives_unchanged_files(tmp_path):
         digests.append([hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths])
         time.sleep(1.1)  # a timestamp would differ by now
     assert digests[0] == digests[1]
+
+
+def test_targets_are_stated_met_or_missed_with_what_was_tried():
+    from minbert_core.report import target_notes
+
+    summary = pd.DataFrame([
+        {"metric": "overall", "column": "A", "ours": 0.718}, {"metric": "overall", "column": "B", "ours": 0.73},
+        {"metric": "sst", "column": "A", "ours": 0.45}])
+    study = {"profile": "p", "targets": [{"table": 2, "columns": ["A", "B"], "min": {"overall": 0.72, "sst": 0.4},
+                                          "tried": "one setting"}]}
+    notes = target_notes(study, summary, 2)
+    assert notes[0] == ("targets of profile `p` (mean over seeds): overall ≥ 0.72: A 0.7180 missed by 0.0020, "
+                        "B 0.7300 met; sst ≥ 0.4: A 0.4500 met, B: not run")
+    assert notes[1] == "tried for the missed target: one setting"
+    assert target_notes(study, summary, 3) == []
+    study["targets"][0]["min"] = {"sst": 0.4}
+    assert len(target_notes(study, summary.iloc[2:], 2)) == 1  # all met: no 'tried' line
+    # a study recorded before targets were: the packaged plan's, for its profile
+    cpu = target_notes({"profile": "cpu"}, summary.assign(column="Combined Loss"), 2)
+    assert cpu and "overall ≥ 0.72: Combined Loss 0.7180 missed by 0.0020" in cpu[0]
