@@ -139,7 +139,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_all
 
-    run_all(a.out, checkpoint=a.checkpoint, steps=a.steps)
+    run_all(a.out, checkpoint=a.checkpoint, steps=a.steps, study_jobs=a.study_jobs or None)
     return 0
 
 
@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--out", default="BENCHMARKS.md")
     bp.add_argument("--checkpoint", default="minilm-l6")
     bp.add_argument("--steps", type=int, default=10, help="measured steps per contender (after warm-up)")
+    bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
+                    help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
     bp.set_defaults(fn=_cmd_bench)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")

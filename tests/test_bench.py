@@ -132,3 +132,11 @@ def test_attempts_render_measured_and_failed_variants():
     text = "\n".join(_attempts({"attempts": rows}))
     assert "| training step 32x64 | fused QKV | 1.000 / 1.100 / 1.200 |" in text
     assert "not measured: BackendCompilerFailed: x" in text
+
+
+def test_study_jobs_render_says_which_is_faster():
+    from minbert_core.bench.render import _study_jobs
+
+    text = "\n".join(_study_jobs({"study_jobs": {"profile": "smoke", "cores": 2, "seconds": {"1": 100.0, "2": 80.0},
+                                                 "faster": 2}}))
+    assert "| 1 | 100.0 |" in text and "| 2 | 80.0 |" in text and "takes 0.80x the time" in text

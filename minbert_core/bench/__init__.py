@@ -15,9 +15,10 @@ from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, benc
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
 from .attempts import bench_attempts
 from .ddp import bench_ddp
+from .study_jobs import bench_study_jobs
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "bench_attempts", "bench_ddp", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -60,7 +61,8 @@ def gpu_records(root: Path) -> dict:
     return out
 
 
-def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10) -> dict:
+def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10,
+            study_jobs: str | None = "smoke") -> dict:
     """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
     from ..data import file_path
 
@@ -92,6 +94,9 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     say("6/6 profile of one training step; then the 2-process multi-task step (gloo) ...")
     res["profile"] = bench_profile(checkpoint)
     res["ddp"] = bench_ddp(checkpoint, steps=steps)
+    if study_jobs:
+        say(f"    the {study_jobs} study with --jobs 1, then --jobs 2 ...")
+        res["study_jobs"] = bench_study_jobs(study_jobs)
     res.update(gpu_records(out.parent if isinstance(out, Path) else Path(out).parent))
     out = Path(out)
     atomic_write_text(out, render(res))

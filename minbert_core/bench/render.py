@@ -219,6 +219,23 @@ def _attempts(res: dict) -> list[str]:
     return L + [""]
 
 
+def _study_jobs(res: dict) -> list[str]:
+    """Section 8: the whole study with one notebook at a time against two."""
+    j = res.get("study_jobs")
+    if not j:
+        return []
+    sec = j["seconds"]
+    L = ["", f"## 8. The `{j['profile']}` study: `--jobs 1` against `--jobs 2` ({j['cores']} cores)", "",
+         "Each a fresh `minbert study` process and folder, the notebooks and the report; with N > 1 jobs each "
+         "kernel gets cores/N threads (OMP_NUM_THREADS), so parallel runs share the cores instead of fighting "
+         "over them.", "", *_head("--jobs", "wall time, s")]
+    L += [f"| {n} | {s:.1f} |" for n, s in sec.items()]
+    if "1" in sec and "2" in sec:
+        L += ["", f"`--jobs 2` takes {sec['2'] / sec['1']:.2f}x the time of `--jobs 1`; `make study` runs "
+                  "`--jobs 2` (its JOBS)."]
+    return L
+
+
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
@@ -228,6 +245,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp):
+    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs):
         L += section(res)
     return "\n".join(L) + "\n"
