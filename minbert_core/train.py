@@ -75,6 +75,9 @@ class TrainConfig:
     loss_weights: str = ""
     telemetry_every: int = 10  # record task-gradient cosines every N steps (0 = never)
     checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
+    # stop after the first epoch whose dev overall reaches this (0 = off): time-to-accuracy runs
+    target_overall: float = 0.0
+    time_budget_s: float = 0.0  # stop after the epoch in which training time passes this (0 = off)
     cache_features: bool = True  # pretrain mode without bi-LSTM: encode each example once
     device: str = "auto"  # auto (cuda if present), cpu, cuda, cuda:1 ...
     bf16: bool = False  # bf16 autocast (CUDA; also on CPUs, where torch supports it)
@@ -85,7 +88,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types first: every later check can trust them
             object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
-        ranges = {"lr_pretrain": 0.0, "lr_finetune": 0.0, "lr_head": 0.0, "weight_decay": 0.0, "seed": 0, "task_layers": 0,
+        ranges = {"target_overall": 0.0, "time_budget_s": 0.0, "lr_pretrain": 0.0, "lr_finetune": 0.0, "lr_head": 0.0, "weight_decay": 0.0, "seed": 0, "task_layers": 0,
                   "task_hidden": 1, "steps_per_epoch": 0, "telemetry_every": 0, "checkpoint_every": 0}
         for key, lo in ranges.items():
             v = getattr(self, key)
@@ -317,6 +320,7 @@ class Trainer:
         n = [len(s.sampler) for s in self.streams.values()]
         self.steps_per_epoch = {"smallest": min(n), "largest": max(n), "fixed": cfg.steps_per_epoch}[cfg.epoch_rule]
         self.state = TrainState()
+        self.stop_reason = ""  # why the run stopped before its last epoch (target_overall, time_budget_s)
         if self.dist.enabled:
             self.dist.broadcast_params_(self.model)  # the same start on every rank
             torch.manual_seed(cfg.seed + 7919 * self.dist.rank)  # but each rank its own dropout masks
@@ -425,6 +429,8 @@ class Trainer:
                 dev = self._end_epoch(epoch, gstep)
                 self.state.elapsed = time.perf_counter() - t_start
                 self._checkpoint(epoch + 1, 0, gstep, last)
+                if self._stop_early(dev, epoch):
+                    break
         except KeyboardInterrupt:
             self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
             raise
@@ -433,6 +439,23 @@ class Trainer:
         if not self.main:
             return {"status": "complete", "rank": self.dist.rank, "warnings": []}
         return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
+
+    def _stop_early(self, dev: dict | None, epoch: int) -> bool:
+        """target_overall reached, or time_budget_s spent, after this epoch: rank 0 decides for every rank."""
+        cfg = self.cfg
+        if not (cfg.target_overall or cfg.time_budget_s) or epoch + 1 >= cfg.epochs:
+            return False
+        why = ""
+        if self.main:
+            if cfg.target_overall and dev and dev.get("overall", float("-inf")) >= cfg.target_overall:
+                why = f"dev overall {dev['overall']:.4f} reached target_overall {cfg.target_overall:g}"
+            elif cfg.time_budget_s and self.state.train_time >= cfg.time_budget_s:
+                why = f"training time {self.state.train_time:.0f} s passed time_budget_s {cfg.time_budget_s:g}"
+        why = self.dist.broadcast_object(why)
+        if why:
+            self.stop_reason = f"stopped after epoch {epoch + 1} of {cfg.epochs}: {why}"
+            self._say(self.stop_reason)
+        return bool(why)
 
     def _start(self, resume: bool, last: Path) -> tuple[int, int, int]:
         """Fresh records, or those of the last checkpoint; returns (epoch, step in epoch, global step)."""
@@ -510,7 +533,7 @@ class Trainer:
             "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in self.cfg.tasks},
             "steps": gstep, "wall_time_s": self.state.elapsed, "train_time_s": self.state.train_time,
             "train_examples_per_s": self.state.examples / self.state.train_time if self.state.train_time else None,
-            "predictions": files, "warnings": self.warnings,
+            "predictions": files, "warnings": self.warnings, "stopped": self.stop_reason,
         }
         self._save_records()
         write_json(self.run_dir / "metrics.json", metrics)
@@ -611,6 +634,8 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
                          "drop --resume to start it, or check --run-id and --runs-dir")
     if resume and cfg_file.is_file():
         saved = migrate_keys(json.loads(cfg_file.read_text())["config"], str(cfg_file), warn=False)
+        # a field added since the run was saved has its default there: the run trained that way
+        saved = json.loads(json.dumps(dataclasses.asdict(TrainConfig()))) | saved
         now = json.loads(json.dumps(dataclasses.asdict(cfg)))
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
         if diff:

@@ -332,3 +332,26 @@ def test_hidden_dropout_is_read_as_head_dropout_for_one_release(tmp_path, data_r
         run = train(cfg, resume=True)
         f.write_text(json.dumps(rec))  # and the finished run's record as the old version wrote it
         assert load_run(run).cfg["head_dropout"] == 0.2 and "hidden_dropout" not in load_run(run).cfg
+
+
+def test_target_overall_and_time_budget_stop_after_the_epoch_that_meets_them(tmp_path, data_root):
+    base = dict(epochs=4, epoch_rule="fixed", steps_per_epoch=2, checkpoint_every=0)
+    never = _metrics(train(_cfg(tmp_path, data_root, run_id="all", **base)))
+    assert never["stopped"] == "" and never["steps"] == 8
+    hit = _metrics(train(_cfg(tmp_path, data_root, run_id="target", target_overall=1e-9, **base)))
+    assert hit["steps"] == 2 and hit["stopped"].startswith("stopped after epoch 1 of 4: dev overall")
+    spent = _metrics(train(_cfg(tmp_path, data_root, run_id="budget", time_budget_s=1e-9, **base)))
+    assert spent["steps"] == 2 and "passed time_budget_s" in spent["stopped"]
+    with pytest.raises(ValueError, match="target_overall"):
+        TrainConfig(target_overall=-1)
+
+
+def test_a_run_saved_before_a_config_field_existed_resumes(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root, checkpoint_every=2, epochs=1, run_id="older")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step=stop_after(3))
+    f = tmp_path / "runs" / "older" / "config.json"
+    rec = json.loads(f.read_text())
+    del rec["config"]["target_overall"], rec["config"]["time_budget_s"]
+    f.write_text(json.dumps(rec))
+    assert _metrics(train(cfg, resume=True))["status"] == "complete"
