@@ -139,6 +139,11 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_all
 
+    if a.race:
+        from .bench import run_race
+
+        run_race(a.out, checkpoint=a.checkpoint, budget=a.race_budget)
+        return 0
     run_all(a.out, checkpoint=a.checkpoint, steps=a.steps, study_jobs=a.study_jobs or None)
     return 0
 
@@ -189,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--steps", type=int, default=10, help="measured steps per contender (after warm-up)")
     bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
                     help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
+    bp.add_argument("--race", action="store_true",
+                    help="only the time-to-accuracy race (tens of minutes on a 2-core CPU): three transformers "
+                         "single-task models against one minbert multi-task model; adds its section to --out")
+    bp.add_argument("--race-budget", type=float, default=1.5,
+                    help="with --race: the multi-task model's training-time cap, in multiples of the three "
+                         "models' total (default: 1.5)")
     bp.set_defaults(fn=_cmd_bench)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")

@@ -1,6 +1,7 @@
 """The benchmark harness on tiny models: it measures, alternates and renders (no timing asserted)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from minbert_core import bench
@@ -140,3 +141,37 @@ def test_study_jobs_render_says_which_is_faster():
     text = "\n".join(_study_jobs({"study_jobs": {"profile": "smoke", "cores": 2, "seconds": {"1": 100.0, "2": 80.0},
                                                  "faster": 2}}))
     assert "| 1 | 100.0 |" in text and "| 2 | 80.0 |" in text and "takes 0.80x the time" in text
+
+
+def _race_result(reached: bool, b_time: float) -> dict:
+    dev = {"sst": 0.42, "para": 0.82, "sts": 0.85, "overall": 0.72}
+    return {"date_utc": "2026-11-27 14:00", "checkpoint": "minilm-l6", "budget": 1.5, "target_ratio": 0.8,
+            "a": {"runs": [{"task": "sst", "epochs": 1, "steps": 3, "train_time_s": 100.0, "dev": 0.42}],
+                  "dev": dev, "train_time_s": 100.0},
+            "b": {"steps": 40, "train_time_s": b_time, "best_dev": {**dev, "overall": 0.73 if reached else 0.70},
+                  "reached": reached, "stopped": "", "settings": {"batch_size": 16, "lr_finetune": 5e-5,
+                                                                  "lr_head": 1e-3, "loss_weights": "sts=0.5",
+                                                                  "steps_per_epoch": 20}},
+            "time_ratio": b_time / 100.0, "dev_curve": [{"step": 20, "overall": 0.65}, {"step": 40, "overall": 0.70}]}
+
+
+def test_race_section_judges_time_and_score_together():
+    from minbert_core.bench.render import _race
+
+    fast = "\n".join(_race({"race": _race_result(True, 70.0)}))
+    assert "(b) reached (a)'s overall 0.7200 in 0.70x (a)'s training time; target ≤ 0.8x: ✅ met" in fast
+    slow = "\n".join(_race({"race": _race_result(True, 90.0)}))
+    assert "0.90x" in slow and "❌ missed" in slow
+    short = "\n".join(_race({"race": _race_result(False, 70.0)}))
+    assert "did not reach" in short and "❌ missed" in short and "20: 0.650, 40: 0.700" in short
+
+
+@pytest.mark.slow
+def test_race_end_to_end_on_slices(tiny_checkpoint):
+    from minbert_core.bench.race import race
+
+    r = race(str(tiny_checkpoint), budget=1.0, eval_every=2, train_limit=32,
+             dev_limits={"sst": 32, "sts": 32, "para": 32}, max_length=32, multitask={"batch_size": 8})
+    assert [x["task"] for x in r["a"]["runs"]] == ["sst", "sts", "para"]
+    assert r["b"]["settings"]["target_overall"] == r["a"]["dev"]["overall"]
+    assert r["b"]["reached"] or "time_budget_s" in r["b"]["stopped"] or r["b"]["steps"] == 200

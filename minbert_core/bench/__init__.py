@@ -18,7 +18,7 @@ from .ddp import bench_ddp
 from .study_jobs import bench_study_jobs
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -61,6 +61,23 @@ def gpu_records(root: Path) -> dict:
     return out
 
 
+def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", budget: float = 1.5) -> dict:
+    """The race alone; its result joins the last `minbert bench` results (BENCHMARKS.json) and
+    BENCHMARKS.md is rewritten from them."""
+    from .race import race
+
+    out = Path(out)
+    raw = out.with_suffix(".json")
+    if not raw.is_file():
+        raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first (the race adds a section to it)")
+    res = json.loads(raw.read_text())
+    res["race"] = race(checkpoint, budget=budget, say=lambda s: print(s, flush=True))
+    atomic_write_text(raw, json.dumps(res, indent=2, default=str))
+    atomic_write_text(out, render(res))
+    print(f"wrote {out} and {raw}")
+    return res["race"]
+
+
 def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10,
             study_jobs: str | None = "smoke") -> dict:
     """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
@@ -97,7 +114,12 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     if study_jobs:
         say(f"    the {study_jobs} study with --jobs 1, then --jobs 2 ...")
         res["study_jobs"] = bench_study_jobs(study_jobs)
-    res.update(gpu_records(out.parent if isinstance(out, Path) else Path(out).parent))
+    res.update(gpu_records(Path(out).parent))
+    old = Path(out).with_suffix(".json")
+    if old.is_file():  # the race is its own, longer run (--race): keep its last result
+        race = json.loads(old.read_text()).get("race")
+        if race:
+            res["race"] = race
     out = Path(out)
     atomic_write_text(out, render(res))
     atomic_write_text(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))

@@ -236,6 +236,35 @@ def _study_jobs(res: dict) -> list[str]:
     return L
 
 
+def _race(res: dict) -> list[str]:
+    """Section 9: `minbert bench --race`, time to accuracy (its own run, with its own date)."""
+    r = res.get("race")
+    if not r:
+        return []
+    a, b = r["a"], r["b"]
+    sc = lambda d: f"{d['sst']:.3f} / {d['para']:.3f} / {d['sts']:.3f} / {d['overall']:.4f}"  # noqa: E731
+    L = ["", f"## 9. Time to accuracy (`minbert bench --race`, {r['date_utc']} UTC, `{r['checkpoint']}`)", "",
+         "(a) three single-task models with plain `transformers` (mean pooling, linear head, AdamW lr 3e-5, "
+         "batch 32, length-bucketed); (b) one minbert multi-task model, summed loss, "
+         f"batch {b['settings']['batch_size']} per task, lr {b['settings']['lr_finetune']:g} / heads "
+         f"{b['settings']['lr_head']:g}, loss weights {b['settings']['loss_weights'] or 'none'}, dev scored every "
+         f"{b['settings']['steps_per_epoch']} steps until it reaches (a)'s overall, within {r['budget']:g}x (a)'s "
+         "training time. Dev: full SST and STS, the same Quora rows on both sides. Training time only.", "",
+         *_head("side", "training, s", "steps", "dev SST / Quora / STS r / overall")]
+    L += [f"| (a) {x['task']}, {x['epochs']} epoch(s) | {x['train_time_s']:.0f} | {x['steps']} | {x['dev']:.4f} |"
+          for x in a["runs"]]
+    L += [f"| (a) three models | {a['train_time_s']:.0f} | {sum(x['steps'] for x in a['runs'])} | {sc(a['dev'])} |",
+          f"| (b) one multi-task model, best dev | {b['train_time_s']:.0f} | {b['steps']} | {sc(b['best_dev'])} |", ""]
+    verdict = ("reached" if b["reached"] else "did not reach") + f" (a)'s overall {a['dev']['overall']:.4f}"
+    ok = b["reached"] and r["time_ratio"] <= r["target_ratio"]
+    L += [f"- (b) {verdict} in {r['time_ratio']:.2f}x (a)'s training time; target ≤ {r['target_ratio']}x: "
+          + ("✅ met" if ok else "❌ missed") + (f"; {b['stopped']}" if b.get("stopped") else "")]
+    if r.get("dev_curve"):
+        L += ["- (b)'s dev overall by step: " + ", ".join(f"{c['step']}: {c['overall']:.3f}" for c in r["dev_curve"]
+                                                        if "overall" in c)]
+    return L
+
+
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
@@ -245,6 +274,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs):
+    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
         L += section(res)
     return "\n".join(L) + "\n"
