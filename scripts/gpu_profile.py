@@ -23,7 +23,7 @@ class _Stop(Exception):
 
 def _cfg(a, out: Path, run_id: str, **kw) -> TrainConfig:
     base = dict(checkpoint=a.checkpoint, device=a.device, bf16=a.device == "cuda", pooling="cls",
-                pair_encoding="bi", loss_weights="", batch_size=8, max_length=512, train_limit=a.rows,
+                pair_encoding="bi", loss_weights="", batch_size=a.batch, max_length=512, train_limit=a.rows,
                 eval_limit=64, epochs=1, telemetry_every=50, runs_dir=str(out / "runs"), run_id=run_id)
     return TrainConfig(**{**base, **kw})
 
@@ -34,7 +34,7 @@ def timings(a, out: Path) -> list[dict]:
         for pairs in ("bi", "cross"):
             run = train(_cfg(a, out, f"{strategy}-{pairs}", strategy=strategy, pair_encoding=pairs), progress=False)
             m = json.loads((run / "metrics.json").read_text())
-            rows.append({"strategy": strategy, "pair_encoding": pairs, "steps": m["steps"],
+            rows.append({"strategy": strategy, "pair_encoding": pairs, "batch_size": a.batch, "steps": m["steps"],
                          "ms_per_step": 1e3 * m["train_time_s"] / m["steps"],
                          "examples_per_s": m["train_examples_per_s"]})
             print(json.dumps(rows[-1]), flush=True)
@@ -69,12 +69,16 @@ def main() -> None:
     p.add_argument("--checkpoint", default="random:base")
     p.add_argument("--device", default="cuda")
     p.add_argument("--rows", type=int, default=400, help="training rows per task of each timed run")
+    p.add_argument("--batch", type=int, default=8, help="rows per task per step (default: 8, the paper's)")
+    p.add_argument("--no-profile", action="store_true", help="the timed runs only")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     rows = timings(a, a.out)
-    (a.out / "step_times.json").write_text(json.dumps(rows, indent=2))
-    (a.out / "profile.txt").write_text(profile(a, a.out))
-    print((a.out / "profile.txt").read_text()[:6000])
+    suffix = "" if a.batch == 8 else f"_b{a.batch}"
+    (a.out / f"step_times{suffix}.json").write_text(json.dumps(rows, indent=2))
+    if not a.no_profile:
+        (a.out / "profile.txt").write_text(profile(a, a.out))
+        print((a.out / "profile.txt").read_text()[:6000])
 
 
 if __name__ == "__main__":

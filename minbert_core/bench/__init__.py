@@ -53,10 +53,11 @@ def gpu_records(root: Path) -> dict:
     out: dict = {}
     if (root / "gpu_check.json").is_file():
         out["gpu_check"] = json.loads((root / "gpu_check.json").read_text())
-    steps = root / "results" / "gpu" / "step_times.json"
-    if steps.is_file():
-        prof = steps.with_name("profile.txt")
-        out["gpu_profile"] = {"steps": json.loads(steps.read_text()),
+    steps = sorted((root / "results" / "gpu").glob("step_times*.json"))
+    if steps:
+        prof = steps[0].with_name("profile.txt")
+        rows = [{"batch_size": 8, **r} for f in steps for r in json.loads(f.read_text())]  # 8: before it was recorded
+        out["gpu_profile"] = {"steps": rows,
                               "device_busy": _busy_from_profile(prof.read_text()) if prof.is_file() else None}
     return out
 

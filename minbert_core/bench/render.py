@@ -163,14 +163,15 @@ def _gpu_check(res: dict) -> list[str]:
         L += [f"Multi-task PCGrad, `paper` settings on a slice: {r['steps']} steps in {r['train_time_s']:.1f} s "
               f"({r['train_examples_per_s']:.0f} examples/s)."]
     if steps:
-        L += ["", "Multi-task step (batch 8 per task, bf16, `paper`'s cls pooling and max length), "
-              "`scripts/gpu_profile.py`; the first row also pays the process's CUDA warm-up:", "",
-              *_head("strategy", "pair encoding", "steps", "ms per step", "examples/s")]
-        L += [f"| {s['strategy']} | {s['pair_encoding']} | {s['steps']} | {s['ms_per_step']:.0f} | "
+        L += ["", "Multi-task step (bf16, `paper`'s cls pooling and max length), `scripts/gpu_profile.py`; the first "
+              "row of each invocation also pays the process's CUDA warm-up:", "",
+              *_head("batch per task", "strategy", "pair encoding", "steps", "ms per step", "examples/s")]
+        L += [f"| {s['batch_size']} | {s['strategy']} | {s['pair_encoding']} | {s['steps']} | {s['ms_per_step']:.0f} | "
               f"{s['examples_per_s']:.0f} |" for s in steps["steps"]]
         if steps.get("device_busy"):
             d = steps["device_busy"]
-            pc = next((s for s in steps["steps"] if (s["strategy"], s["pair_encoding"]) == ("pcgrad", "bi")), None)
+            pc = next((s for s in steps["steps"]
+                       if (s["strategy"], s["pair_encoding"], s["batch_size"]) == ("pcgrad", "bi", 8)), None)
             busy = d["device_ms"] / d["steps"]
             L += ["", f"torch.profiler over {d['steps']} PCGrad steps (bi-encoded pairs): the GPU computed "
                       f"{busy:.1f} ms per step and the host launched {d['launches']} kernels per step"
