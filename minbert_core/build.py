@@ -12,7 +12,8 @@ from .tokenizer import load_tokenizer
 
 def load_run_data(cfg, train_tasks: tuple[str, ...]) -> tuple[dict, dict, list[str]]:
     """Every split a run uses, tokenized: (data[task][split], what was read of each file, warnings).
-    Training rows only for the trained tasks; dev and test for every task (test may be absent)."""
+    Training rows only for the trained tasks; dev for every task, and test (which may be absent) unless
+    cfg.predict_test is off."""
     root = Path(cfg.data_dir) if cfg.data_dir else data_dir()
     tok = load_tokenizer(tokenizer_name(cfg.checkpoint))
     data: dict[str, dict[str, TokenizedSplit]] = {}
@@ -20,7 +21,7 @@ def load_run_data(cfg, train_tasks: tuple[str, ...]) -> tuple[dict, dict, list[s
     warnings: list[str] = []
     for task in cfg.tasks:
         data[task], record[task] = {}, {}
-        for split in (["train"] if task in train_tasks else []) + ["dev", "test"]:
+        for split in (["train"] if task in train_tasks else []) + ["dev"] + (["test"] if cfg.predict_test else []):
             limit = {"train": cfg.train_limit, "dev": cfg.dev_limit(task)}.get(split, cfg.eval_limit)
             s = load_split(task, split, root=root, limit=limit or None)
             if s is None:

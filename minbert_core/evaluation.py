@@ -23,6 +23,7 @@ class Evaluator:
         self.model, self.data, self.features, self.tasks = model, data, features, tasks
         self.eval_batch_size = eval_batch_size
         self.on_rows = on_rows  # progress: (what, rows done, rows in all)
+        self.last_predictions: dict[str, torch.Tensor] = {}  # task -> the last evaluate()'s predictions
 
     @torch.no_grad()
     def predict(self, task: str, split: str) -> torch.Tensor:
@@ -44,10 +45,11 @@ class Evaluator:
 
     def evaluate(self, split: str = "dev") -> dict[str, float]:
         """Each task's metric on a labelled split, plus the overall score where defined."""
-        m = {}
+        m, self.last_predictions = {}, {}
         for task in self.tasks:
             ts = self.data[task][split]
-            m[task] = get_task(task).metric(self.predict(task, split), ts.labels.float())
+            self.last_predictions[task] = self.predict(task, split)
+            m[task] = get_task(task).metric(self.last_predictions[task], ts.labels.float())
         ov = overall_score(m)
         if ov is not None:
             m["overall"] = ov
@@ -58,15 +60,18 @@ class Evaluator:
         """What 'best dev' maximises: the overall score, or the mean task metric without it."""
         return m.get("overall", float(np.mean([v for k, v in m.items() if k != "overall"])))
 
-    def write_predictions(self, run_dir: Path) -> list[str]:
-        """CS224N submission files for dev and test of every task, into run_dir/predictions/."""
+    def write_predictions(self, run_dir: Path, known: dict[tuple[str, str], torch.Tensor] | None = None) -> list[str]:
+        """CS224N submission files for dev and test of every task, into run_dir/predictions/. `known`
+        holds (task, split) predictions already made by the same weights (the best epoch's dev)."""
         out = []
         for task in self.tasks:
             spec = get_task(task)
             for split in ("dev", "test"):
                 if split not in self.data[task]:
                     continue
-                preds = self.predict(task, split)
+                preds = (known or {}).get((task, split))
+                if preds is None:
+                    preds = self.predict(task, split)
                 ids = [e.id for e in self.data[task][split].split.examples]
                 lines = [f"id \t {spec.pred_header} \n"] + [f"{i} , {spec.format_pred(v)} \n"
                                                             for i, v in zip(ids, preds.tolist())]

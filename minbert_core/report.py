@@ -136,8 +136,8 @@ def table1(study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
 
 
 def table_metrics(number: int, study: dict, runs: dict[str, RunRecord]) -> pd.DataFrame:
-    """Tables 2/3, long: one row per (metric, model column, run): ours, the paper's, baseline, learned."""
-    ref = paper.TABLE2 if number == 2 else paper.TABLE3
+    """Tables 2-4, long: one row per (metric, model column, run): ours, the paper's, baseline, learned."""
+    ref = paper.MULTITASK_TABLES.get(number, {})
     rows = []
     for e, r in _cells(study, runs, number):
         best = r.metrics["best_dev"]
@@ -264,10 +264,10 @@ def paper_inconsistencies(ref: dict[str, dict[str, float]],
     return out
 
 
-def _cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: int = 1) -> str:
+def _cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: int = 1, with_paper: bool = True) -> str:
     mark = "" if learned else (f" {UNTRAINED}" if not trained else f" {NOT_LEARNED} did not learn")
     val = _fmt(ours) + (f" ± {std:.3f}" if n > 1 and std is not None and not np.isnan(std) else "")
-    return f"{val}{mark} ({_fmt(paper_v)})"
+    return f"{val}{mark} ({_fmt(paper_v)})" if with_paper else f"{val}{mark}"
 
 
 def _grid_rows(df: pd.DataFrame, rows: list[str], cols: list[str], cell) -> list[str]:
@@ -304,15 +304,17 @@ def to_markdown(df: pd.DataFrame, columns: list[str], caption: str, notes: list[
 
 
 def metrics_markdown(summary: pd.DataFrame, columns: list[str], caption: str, notes: list[str],
-                     inconsistent: tuple[str, ...] = ()) -> str:
-    """Tables 2/3 as Markdown: cells 'mean ± std over seeds (paper)', with the marks of LEGEND."""
+                     inconsistent: tuple[str, ...] = (), with_paper: bool = True) -> str:
+    """Tables 2-4 as Markdown: cells 'mean ± std over seeds (paper)', with the marks of LEGEND; without
+    the paper's value where it has none (Table 4)."""
     rows = list(dict.fromkeys(summary["row"]))
     cols = [c for c in columns if c in set(summary["column"])]
     cols += [c for c in dict.fromkeys(summary["column"]) if c not in cols]
-    out = [f"**{caption}** — each cell: ours, mean ± std over seeds (paper)", "",
+    out = [f"**{caption}** — each cell: ours, mean ± std over seeds" + (" (paper)" if with_paper else ""), "",
            "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     def cell(r: str, h: pd.Series) -> str:
-        text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), bool(h["trained"]), h["std"], int(h["n"]))
+        text = _cell_text(h["ours"], h["paper"], bool(h["learned"]), bool(h["trained"]), h["std"], int(h["n"]),
+                          with_paper)
         if h["metric"] == "overall" and h["column"] in inconsistent:
             text = text[:-1] + f"{INCONSISTENT})"
         return text
@@ -363,11 +365,14 @@ def _notes(study: dict, runs: dict[str, RunRecord], table: int) -> list[str]:
     notes = [f"ours: profile `{study['profile']}`; {_settings(recs)}",
              f"training rows used/in the file: {', '.join(train_sizes.values())}; dev rows evaluated/in the file: "
              + ", ".join(f"{t} {'/'.join(sorted(v))}" for t, v in dev_sizes.items()) + f"; seeds: {seeds}",
-             f"paper: {paper.PAPER_MODEL}"]
+             *([f"paper: {paper.PAPER_MODEL}"] if table in (1, 2, 3) else [])]
     if table == 1:
         notes += _table1_changes(cells)
         notes += list(dict.fromkeys(f"'{e['row']}' is expected not to learn: {e['expect_failure']}"
                                     for e, _ in cells if e.get("expect_failure")))
+    if table == 4:
+        notes.append("not in the paper: every gradient strategy on the Table 2 setting, or the part of it the "
+                     "profile's `table4` block says (the settings above); each compared with the summed loss")
     if table in (2, 3):
         for e in study["runs"]:
             if e.get("table") == table and e.get("same_as"):
@@ -420,15 +425,23 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
     report_dir = Path(report_dir)
     tables_dir = report_dir / "tables"
     written: dict[str, list[str]] = {"tables": [], "figures": []}
+
+    def fig(name, f):
+        written["figures"] += plots.save(f, report_dir, name)
+        plt.close(f)
+
     t1 = table1(study, runs)
-    t2, t3 = table_metrics(2, study, runs), table_metrics(3, study, runs)
+    t2 = table_metrics(2, study, runs)
     tables_dir.mkdir(parents=True, exist_ok=True)
     md = []
     atomic_write_text(tables_dir / "table1.csv", t1.to_csv(index=False))
     md.append(to_markdown(t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", _notes(study, runs, 1)))
-    for number, df, ref, caption in (
-            (2, t2, paper.TABLE2, "Table 2: multi-task before and after the multi-task optimisation"),
-            (3, t3, paper.TABLE3, "Table 3: structure optimisations")):
+    captions = {2: "Table 2: multi-task before and after the multi-task optimisation",
+                3: "Table 3: structure optimisations",
+                4: "Table 4: every gradient strategy (not in the paper)"}
+    has_table4 = any(e.get("table") == 4 for e in study["runs"])  # studies planned before Table 4 have none
+    for number in (2, 3, 4) if has_table4 else (2, 3):
+        df, ref = t2 if number == 2 else table_metrics(number, study, runs), paper.MULTITASK_TABLES.get(number, {})
         summary = summarize(df)
         atomic_write_text(tables_dir / f"table{number}.csv", df.to_csv(index=False))
         atomic_write_text(tables_dir / f"table{number}_summary.csv", summary.to_csv(index=False))
@@ -439,15 +452,16 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
             notes.append("differences (mean over seeds) against the seed spread, 2·sqrt(std_a²/n_a + std_b²/n_b): "
                          + " | ".join(comp))
         other = paper.TABLE3 if number == 2 else paper.TABLE2
-        md.append(metrics_markdown(summary, list(ref), caption, notes, tuple(paper_inconsistencies(ref, other))))
+        bad = tuple(paper_inconsistencies(ref, other)) if ref else ()
+        columns = list(ref) or [e["column"] for e in study["runs"] if e.get("table") == number]
+        md.append(metrics_markdown(summary, list(dict.fromkeys(columns)), captions[number], notes, bad, bool(ref)))
+        if number == 4 and len(df):
+            t4 = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
+            fig("table4_strategies", plots.dev_metrics(t4.assign(metric=t4["metric"].map(display_label))))
     for number, text in enumerate(md, start=1):
         atomic_write_text(tables_dir / f"table{number}.md", text)
         written["tables"] += [str(tables_dir / f"table{number}.csv"), str(tables_dir / f"table{number}.md")]
     atomic_write_text(tables_dir / "report.md", "\n".join(md))
-
-    def fig(name, f):
-        written["figures"] += plots.save(f, report_dir, name)
-        plt.close(f)
 
     # curves of one seed per column (the runs with the plan's plain names) keep the figures readable
     t2_runs = [(e["column"], r) for e, r in _cells(study, runs, 2) if r.path.name == e.get("experiment", e["name"])]

@@ -132,7 +132,8 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
     """Every run of a profile, with every notebook parameter resolved from the plan.
 
     A training run's parameters are, later winning: TrainConfig's defaults (the original project's),
-    the profile's `common`, the profile's block for the notebook, then the grid entry. A parameter
+    the profile's `common`, the profile's block for the notebook (or the one the experiment names in
+    `block`, where the profile has it), then the grid entry. A parameter
     the plan sets that the notebook lacks, or one the plan leaves to the notebook's smoke default,
     is an error. A notebook block's `seeds` repeats each of its runs per seed (the first keeps the
     plain name, the others get `-seed<N>`); runs are ordered seed by seed, so a partial study
@@ -154,7 +155,8 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
             continue
         training = exp["notebook"] in TRAINING_NOTEBOOKS
         nb_params = notebook_parameters(nb_dir / f"{exp['notebook']}.ipynb")
-        block = migrate_keys(prof.get(exp["notebook"]) or {}, f"profile {profile}, {exp['notebook']}")
+        key = exp["block"] if exp.get("block") in prof else exp["notebook"]  # e.g. Table 4's `table4`
+        block = migrate_keys(dict(prof.get(key) or {}), f"profile {profile}, {key}")
         seeds = block.pop("seeds", None) if training else None
         grid = migrate_keys(exp.get("grid", {}), f"experiment {exp['name']}")
         varied = [k for k, v in grid.items() if isinstance(v, list)]

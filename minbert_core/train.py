@@ -70,6 +70,7 @@ class TrainConfig:
     train_limit: int = 0  # training examples per task, a seeded sample (0 = all)
     eval_limit: int = 0  # dev/test examples per task, a seeded sample (0 = all)
     dev_limits: str = ""  # per-task dev caps overriding eval_limit for dev only, e.g. "para=5000"
+    predict_test: bool = True  # write test-set submission files (off: dev files only, a faster study run)
     # per-task loss weights, e.g. "sts=0.2" (unlisted tasks weigh 1): STS's squared error on a 0-5
     # scale starts ~10x the classification losses; '' is the paper's plain sum
     loss_weights: str = ""
@@ -460,6 +461,7 @@ class Trainer:
     def _start(self, resume: bool, last: Path) -> tuple[int, int, int]:
         """Fresh records, or those of the last checkpoint; returns (epoch, step in epoch, global step)."""
         self.state = TrainState()
+        self.best_dev_predictions: dict[tuple[str, str], torch.Tensor] = {}  # filled when an epoch is the best
         epoch = step0 = gstep = 0
         if resume and last.is_file():
             epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
@@ -512,13 +514,15 @@ class Trainer:
         self.state.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev", **{f"dev_{k}": v for k, v in dev.items()}})
         if Evaluator.selection_score(dev) > self.state.best["score"]:
             self.state.best = {"score": Evaluator.selection_score(dev), "epoch": epoch + 1, "dev": dev}
+            # the best weights' dev predictions: the dev submission files need not predict them again
+            self.best_dev_predictions = {(t, "dev"): p for t, p in self.evaluator.last_predictions.items()}
             atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
         self._say(self._epoch_line(epoch, gstep, dev))
         return dev
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
         self.model.load_state_dict(load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device))
-        files = self.evaluator.write_predictions(self.run_dir)
+        files = self.evaluator.write_predictions(self.run_dir, known=self.best_dev_predictions)
         baselines = {t: {**beats_trivial(t, self.state.best["dev"][t], self.data[t]["dev"].labels.float()),
                          "trained": t in self.train_tasks} for t in self.cfg.tasks}
         for t, b in baselines.items():

@@ -11,6 +11,24 @@ def _read(p: Path) -> str:
     return p.read_text(errors="replace") if p.is_file() else ""
 
 
+def _strategies(out: Path) -> list[str]:
+    """Section 4: every gradient strategy's step time and peak memory relative to the summed loss."""
+    txt = _read(out / "bench_strategies.json").strip()
+    L = ["", "## Every gradient strategy against the summed loss", ""]
+    if not txt:
+        return L + ["- not measured; the end of its error output:", "", "```",
+                    *_read(out / "bench_strategies.err").strip().splitlines()[-10:], "```"]
+    r = json.loads(txt)
+    L += [f"fp32, {r['shape']} ({os.environ.get('GPU_CHECK_STRATEGY_MODEL', 'random weights')}); "
+          "step time: median of per-round ratios, strategies alternating in one process; peak memory: "
+          "one fresh process each (`torch.cuda.max_memory_allocated`).", "",
+          "| strategy | step (ms) | step vs sum | peak memory (MiB) | memory vs sum |", "|---|---|---|---|---|"]
+    for name, s in r["strategies"].items():
+        L.append(f"| {name} | {s['time_s']['median'] * 1e3:.1f} | {s['time_ratio_vs_sum']['median']:.3f}x | "
+                 f"{s['peak_mb']:.0f} | {s['memory_ratio_vs_sum']:.3f}x |")
+    return L
+
+
 def main(out: Path) -> None:
     env = _read(out / "env.txt").strip()
     tests = _read(out / "pytest.txt").strip().splitlines()
@@ -19,7 +37,8 @@ def main(out: Path) -> None:
     run_dir = out / "runs" / "paper-slice"
     metrics = json.loads(_read(run_dir / "metrics.json") or "null")
     config = json.loads(_read(run_dir / "config.json") or "null")
-    res = {"seconds": int(os.environ.get("GPU_CHECK_SECONDS", "0")), "env": env, "tests": tests[-3:],
+    strat_txt = _read(out / "bench_strategies.json").strip()
+    res = {"strategies": json.loads(strat_txt) if strat_txt else None, "seconds": int(os.environ.get("GPU_CHECK_SECONDS", "0")), "env": env, "tests": tests[-3:],
            "bench_gpu": bench, "run": {k: metrics.get(k) for k in ("status", "best_dev", "steps", "train_time_s",
                                                                   "train_examples_per_s")} if metrics else None}
     L = ["# GPU check", "", f"Written by `scripts/gpu_check.sh` in {res['seconds']} s.", "", "```", env, "```", "",
@@ -53,6 +72,7 @@ def main(out: Path) -> None:
     else:
         L += ["- the run did not complete; the end of its log:", "", "```",
               *_read(out / "run.log").strip().splitlines()[-15:], "```"]
+    L += _strategies(out)
     (out / "GPU_CHECK.md").write_text("\n".join(L) + "\n")
     (out / "gpu_check.json").write_text(json.dumps(res, indent=2, default=str))
 

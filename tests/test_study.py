@@ -118,6 +118,27 @@ def test_cpu_profile_has_three_seeds_per_column_all_rows(tmp_path):
     assert first == ["t2-single", "t2-sum", "t2-pcgrad", "t3-lstm", "t3-lstm-task"]
 
 
+@pytest.mark.parametrize("profile", ["smoke", "quick", "cpu", "full", "paper"])
+def test_table4_runs_every_strategy_on_the_table2_setting_or_its_documented_subset(profile, tmp_path):
+    from minbert_core.strategies import STRATEGIES
+
+    plan = load_plan()
+    runs = expand(plan, profile, tmp_path)
+    t2 = next(r.params for r in runs if r.name == "t2-sum")
+    t4 = [r for r in runs if r.table == 4]
+    seeds = 3 if profile == "cpu" else 1
+    assert sorted(r.params["strategy"] for r in t4) == sorted(list(STRATEGIES) * seeds)
+    assert {r.compare_to for r in t4} == {None, "t4-sum"}
+    subset = plan["profiles"][profile].get("table4", {})
+    for r in t4:  # what differs from Table 2's summed-loss run is the strategy, the seed and the subset
+        diff = {k for k in t2 if k not in ("run_id", "strategy", "seed") and t2[k] != r.params[k]}
+        assert diff <= set(subset) and all(r.params[k] == subset[k] for k in diff), (r.name, diff)
+    if profile == "cpu":
+        assert {r.params["steps_per_epoch"] for r in t4} == {150} and not any(r.params["predict_test"] for r in t4)
+    if profile in ("smoke", "full", "paper"):  # no table4 block: exactly the Table 2 setting
+        assert all(r.params | {"strategy": "sum", "run_id": "t2-sum"} == t2 for r in t4)
+
+
 def test_plan_errors_name_the_key(tmp_path):
     base = "profiles:\n  p: {common: {checkpoint: 'random:tiny'}}\nexperiments:\n"
     plan = yaml.safe_load(base + "  - {notebook: 02_multitask, name: x, grid: {strategy: sum, epochz: 3}}\n")
@@ -154,7 +175,8 @@ def test_smoke_study_runs_everything_and_reports(smoke_study):
     out, runs = smoke_study
     assert all(r.status in ("complete", "same as t2-pcgrad") for r in runs), \
         [(r.name, r.error) for r in runs if r.status != "complete"]
-    assert len(runs) == 28  # 20 + 3 + 2 training runs, Table 3's Original (Table 2's PCGrad), explorer, report
+    # 20 + 3 + 2 + 10 training runs, Table 3's Original (Table 2's PCGrad), explorer, report
+    assert len(runs) == 38
     for r in runs:
         assert r.same_as or (out / r.name / "notebook.ipynb").is_file()
     rep = out / "report"
@@ -171,6 +193,16 @@ def test_smoke_study_runs_everything_and_reports(smoke_study):
     assert "°" in t2  # single's untrained para and sts
     assert "'Original' is the same configuration as the runs of `t2-pcgrad`" in (rep / "tables" / "table3.md").read_text()
     assert "para 24/13507" in t2  # the data sizes used
+    t4 = (rep / "tables" / "table4.md").read_text()  # every strategy, each against the summed loss
+    from minbert_core.strategies import STRATEGIES
+
+    columns = t4.splitlines()[2].split(" | ")[1:]
+    assert len(columns) == len(STRATEGIES) and "(paper)" not in t4 and "profile `smoke`" in t4
+    assert t4.count("vs **Sum**") == len(STRATEGIES) - 1
+    with open(rep / "tables" / "table4.csv") as f:
+        t4_runs = {row["run"] for row in csv.DictReader(f)}
+    assert sorted(t4_runs) == sorted(f"t4-{s}" for s in STRATEGIES)
+    assert (rep / "table4_strategies.png").stat().st_size > 10_000
     for f in FIGURES:
         assert (rep / f"{f}.png").stat().st_size > 10_000 and (rep / f"{f}.pdf").is_file()
     assert json.loads((out / "study.json").read_text())["profile"] == "smoke"

@@ -355,3 +355,35 @@ def test_a_run_saved_before_a_config_field_existed_resumes(tmp_path, data_root):
     del rec["config"]["target_overall"], rec["config"]["time_budget_s"]
     f.write_text(json.dumps(rec))
     assert _metrics(train(cfg, resume=True))["status"] == "complete"
+
+
+def test_dev_files_reuse_the_best_epochs_predictions_and_test_files_can_be_skipped(tmp_path, data_root):
+    """The dev submission files come from the best epoch's own dev pass (not a second prediction);
+    they equal what the saved best weights predict. predict_test=False writes dev files only."""
+    from minbert_core.build import build_model
+    from minbert_core.evaluation import Evaluator
+
+    cfg = _cfg(tmp_path, data_root, strategy="sum", run_id="nt", predict_test=False, epochs=3)
+    trainer = Trainer(cfg, tmp_path / "runs" / "nt", progress=False)
+    calls = collections.Counter()
+    predict = trainer.evaluator.predict
+
+    def counting(task, split):
+        calls[split] += 1
+        return predict(task, split)
+
+    trainer.evaluator.predict = counting
+    trainer.run()
+    run = trainer.run_dir
+    assert calls == {"dev": 3 * 3}  # one dev pass per epoch and task; none for the files, no test split
+    assert sorted(p.name for p in (run / "predictions").iterdir()) == [
+        "para-dev-output.csv", "sst-dev-output.csv", "sts-dev-output.csv"]
+    assert all("test" not in splits for splits in trainer.data.values())  # not even read
+    # the files hold what the best weights predict, computed afresh
+    model = build_model(cfg, torch.device("cpu"))
+    model.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True))
+    fresh = Evaluator(model, trainer.data, trainer.features, cfg.tasks, cfg.eval_batch_size)
+    for task in cfg.tasks:
+        values = [float(line.split(" , ")[1]) for line in
+                  (run / "predictions" / f"{task}-dev-output.csv").read_text().splitlines()[1:]]
+        assert values == pytest.approx(fresh.predict(task, "dev").tolist(), abs=1e-3)
