@@ -139,6 +139,11 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_all
 
+    if a.render_only:
+        from .bench import rerender
+
+        rerender(a.out)
+        return 0
     if a.race:
         from .bench import run_race
 
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--race-budget", type=float, default=1.5,
                     help="with --race: the multi-task model's training-time cap, in multiples of the three "
                          "models' total (default: 1.5)")
+    bp.add_argument("--render-only", action="store_true",
+                    help="measure nothing: rewrite --out from its JSON and the committed GPU records (gpu_check.json)")
     bp.set_defaults(fn=_cmd_bench)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")

@@ -39,6 +39,12 @@ def tokenizer_name(checkpoint: str) -> str:
     return RANDOM_TOKENIZER if checkpoint.startswith("random:") else checkpoint
 
 
+def masked_mean(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over the real (unmasked) tokens: (B, T, C) -> (B, C)."""
+    m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class MultitaskBert(nn.Module):
     """encoder -> [bi-LSTM] -> pooled sentence vector -> per-task head.
 
@@ -91,7 +97,6 @@ class MultitaskBert(nn.Module):
         """One vector per sequence: (B, dim)."""
         out = self.encoder(input_ids, attention_mask, token_type_ids)
         h = out.last_hidden_state  # (B, T, C)
-        m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
         if self.lstm is not None:
             lengths = attention_mask.sum(1).cpu()
             packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
@@ -101,7 +106,7 @@ class MultitaskBert(nn.Module):
             h, _ = nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=h.shape[1])
         elif self.pooling == "cls":
             return out.pooler_output
-        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # masked mean: (B, C)
+        return masked_mean(h, attention_mask)
 
     def features(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the task's head reads: a sentence vector, or cat(u, v) for separately encoded pairs."""

@@ -208,6 +208,22 @@ def test_smoke_study_runs_everything_and_reports(smoke_study):
     assert json.loads((out / "study.json").read_text())["profile"] == "smoke"
 
 
+def test_explorer_selects_and_draws_every_strategy_of_table4(smoke_study):
+    """The explorer's run selector and its 2-D picture, on the smoke study's Table 4 run of every strategy."""
+    from minbert_core import explorer
+    from minbert_core.strategies import STRATEGIES
+
+    out, _ = smoke_study
+    ex = explorer.Explorer([out / f"t4-{s}" for s in STRATEGIES])
+    ex.run_b.value = "(none)"
+    for s in STRATEGIES:
+        ex.run_a.value = f"t4-{s}"
+        ex.step.value = ex.step.min
+        assert not ex.errors, (s, ex.errors)
+        assert list(ex.last["curves"]) == [f"t4-{s}"] and ex.last["plane_strategy"] == s
+        assert ex.last["plane"] is not None and len(ex.last["curves"][f"t4-{s}"]) > 0
+
+
 def test_study_resumes_by_skipping_complete_runs(smoke_study):
     out, _ = smoke_study
     again = run_study("smoke", out)

@@ -6,6 +6,7 @@ over the measured steps. BENCHMARKS.md is written from these measurements only. 
 """
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .ddp import bench_ddp
 from .study_jobs import bench_study_jobs
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["alternate", "gpu_records", "rerender", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -77,6 +78,20 @@ def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", b
     atomic_write_text(out, render(res))
     print(f"wrote {out} and {raw}")
     return res["race"]
+
+
+def rerender(out: str | Path = "BENCHMARKS.md") -> None:
+    """BENCHMARKS.md again from the last `minbert bench` results (BENCHMARKS.json) and the GPU records
+    committed since (gpu_check.json, results/gpu/): measures nothing."""
+    out = Path(out)
+    raw = out.with_suffix(".json")
+    if not raw.is_file():
+        raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first")
+    res = json.loads(raw.read_text()) | gpu_records(out.parent)
+    res["rerendered_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    atomic_write_text(raw, json.dumps(res, indent=2, default=str))
+    atomic_write_text(out, render(res))
+    print(f"wrote {out} and {raw} (nothing measured)")
 
 
 def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10,

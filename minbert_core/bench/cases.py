@@ -149,7 +149,9 @@ def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
     return model, opt, batches
 
 
-def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Callable[[], None]:
+def _strategy_step(name: str, model, opt, batches, autocast: bool = False, dist=None) -> Callable[[], None]:
+    """One optimizer step of a strategy as the Trainer takes it. With `dist` (several ranks, each on its
+    share of the batch): task gradients summed over ranks before combining, then the heads' gradients."""
     from ..strategies import STRATEGIES, get_strategy
     from ..tasks import get_task
 
@@ -157,17 +159,22 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False) -> Ca
     strat = get_strategy(name if name in STRATEGIES else "sum", seed=0)  # naive-pcgrad, sum+telemetry: below
     strat.bind(list(batches))
     record = name == "sum+telemetry"  # the summed loss, measuring conflicts on every step
+    share = 1.0 / (dist.world if dist else 1)
+    shared_ids = {id(p) for _, p in shared}
 
     def loss_fn(task):
         def fn():
             with torch.autocast(batches[task]["input_ids"].device.type, dtype=torch.bfloat16, enabled=autocast):
                 out = model(task, batches[task])
-            return get_task(task).loss(out.float(), batches[task]["labels"])
+            return share * get_task(task).loss(out.float(), batches[task]["labels"])
         return fn
 
     def ours():
         opt.zero_grad(set_to_none=True)
-        strat.backward({t: loss_fn(t) for t in batches}, shared, record=record)
+        strat.backward({t: loss_fn(t) for t in batches}, shared, record=record,
+                       reduce=dist.all_reduce_ if dist else None)
+        if dist:
+            dist.reduce_grads_([p for p in model.parameters() if id(p) not in shared_ids])
         opt.step()
 
     def naive():

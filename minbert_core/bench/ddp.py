@@ -6,39 +6,13 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
-from .cases import _multitask_setup
+from .cases import _multitask_setup, _strategy_step
 from .harness import _stats, alternate
-
-
-def _pcgrad_step(model, opt, batches, dist=None):
-    """One PCGrad step as the Trainer takes it: per-task gradients (summed over ranks before combining),
-    then the heads' gradients summed over ranks, then AdamW."""
-    from ..strategies import get_strategy
-    from ..tasks import get_task
-
-    shared = model.shared_groups()
-    strat = get_strategy("pcgrad", seed=0)
-    strat.bind(list(batches))
-    share = 1.0 / (dist.world if dist else 1)
-    shared_ids = {id(p) for _, p in shared}
-
-    def loss_fn(task):
-        return lambda: share * get_task(task).loss(model(task, batches[task]).float(), batches[task]["labels"])
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        strat.backward({t: loss_fn(t) for t in batches}, shared,
-                       reduce=dist.all_reduce_ if dist else None)
-        if dist:
-            dist.reduce_grads_([p for p in model.parameters() if id(p) not in shared_ids])
-        opt.step()
-    return step
 
 
 def _shard(batches: dict, rank: int, world: int) -> dict:
@@ -54,7 +28,7 @@ def _child(rank: int, world: int, init: str, checkpoint: str, B: int, T: int, st
     try:
         dist = Dist(rank, world)
         model, opt, batches = _multitask_setup(checkpoint, B, T, torch.device("cpu"))
-        step = _pcgrad_step(model, opt, _shard(batches, rank, world), dist)
+        step = _strategy_step("pcgrad", model, opt, _shard(batches, rank, world), dist=dist)
         t = alternate({"step": step}, steps, warmup, sync=dist.barrier)["step"]
         P = sum(p.numel() for _, p in model.shared_groups())
         G = torch.randn(3, P)
@@ -76,14 +50,12 @@ def bench_ddp(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: in
               world: int = 2) -> dict:
     """The 2-process step against the 1-process step on the same global batch (3 tasks x B x T)."""
     model, opt, batches = _multitask_setup(checkpoint, B, T, torch.device("cpu"))
-    one = alternate({"step": _pcgrad_step(model, opt, batches)}, steps, warmup)["step"]
+    one = alternate({"step": _strategy_step("pcgrad", model, opt, batches)}, steps, warmup)["step"]
     del model, opt
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "ddp.json"
-        t0 = time.perf_counter()
         mp.spawn(_child, args=(world, str(Path(d) / "rendezvous"), checkpoint, B, T, steps, warmup, str(out)),
                  nprocs=world, join=True)
-        spawn_s = time.perf_counter() - t0
         res = json.loads(out.read_text())
     two = res["step"]
     ar = res["allreduce"]
@@ -91,5 +63,5 @@ def bench_ddp(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: in
             "one_process_s": _stats(one), "two_process_s": _stats(two),
             "overhead_ratio": statistics.median(two) / statistics.median(one),
             "allreduce_one_buffer_s": _stats(ar["one_buffer"]), "allreduce_per_task_s": _stats(ar["per_task"]),
-            "shared_params": res["shared_params"], "spawn_and_run_s": spawn_s}
+            "shared_params": res["shared_params"]}
 

@@ -21,11 +21,6 @@ import torch
 SINGLE = (("sst", 1), ("sts", 2), ("para", 1))  # (task, epochs) of side (a)
 
 
-def _mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(h.dtype)
-    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
 def _single_task(task: str, epochs: int, checkpoint: str, train_limit: int, dev_limit: int, max_length: int,
                  seed: int = 0, lr: float = 3e-5, batch_size: int = 32) -> dict:
     """One plain-transformers model for one task: its training time and dev metric."""
@@ -34,7 +29,7 @@ def _single_task(task: str, epochs: int, checkpoint: str, train_limit: int, dev_
     from ..batching import BucketBatchSampler, TokenizedSplit
     from ..checkpoints import resolve_checkpoint
     from ..data import load_split
-    from ..multitask import tokenizer_name
+    from ..multitask import masked_mean, tokenizer_name
     from ..tasks import get_task
     from ..tokenizer import load_tokenizer
 
@@ -51,7 +46,7 @@ def _single_task(task: str, epochs: int, checkpoint: str, train_limit: int, dev_
     def forward(b):
         h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                   token_type_ids=b["token_type_ids"]).last_hidden_state
-        return head(_mean_pool(h, b["attention_mask"]))
+        return head(masked_mean(h, b["attention_mask"]))
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         for idx in sampler.batches():

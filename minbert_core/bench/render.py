@@ -9,6 +9,21 @@ def _head(*cols: str) -> list[str]:
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
 
+def _optional(key: str):
+    """A section drawn from res[key], left out (no lines) when that measurement is absent."""
+    def wrap(section):
+        def draw(res: dict) -> list[str]:
+            return section(res[key], res) if res.get(key) else []
+        draw.__doc__ = section.__doc__
+        return draw
+    return wrap
+
+
+def _title(text: str) -> list[str]:
+    """A section's heading, set apart by blank lines."""
+    return ["", f"## {text}", ""]
+
+
 def _model(res: dict) -> list[str]:
     """Section 1: minBERT against transformers, the optimizer and dropout."""
     L = ["## 1. minBERT vs transformers.BertModel (same weights, same batches)", "",
@@ -66,11 +81,9 @@ def _multitask(res: dict) -> list[str]:
     return L
 
 
-def _strategies(res: dict) -> list[str]:
+@_optional("strategies")
+def _strategies(st: dict, res: dict) -> list[str]:
     """Section 2b: every gradient strategy's cost, relative to the summed loss."""
-    st = res.get("strategies")
-    if not st:
-        return []
     L = [f"### 2b. Every strategy ({st['shape']}), relative to the summed loss", "",
          "Targets for the strategies that work on the Gram matrix of the task gradients: ≤ 1.10x the "
          "summed-loss step time and ≤ 1.3x its peak memory.", "",
@@ -163,6 +176,7 @@ def _gpu_check(res: dict) -> list[str]:
         r = g["run"]
         L += [f"Multi-task PCGrad, `paper` settings on a slice: {r['steps']} steps in {r['train_time_s']:.1f} s "
               f"({r['train_examples_per_s']:.0f} examples/s)."]
+    L += _gpu_strategies(g.get("strategies"))
     if steps:
         L += ["", "Multi-task step (bf16, `paper`'s cls pooling and max length), `scripts/gpu_profile.py`; the first "
               "row of each invocation also pays the process's CUDA warm-up:", "",
@@ -183,12 +197,23 @@ def _gpu_check(res: dict) -> list[str]:
     return L
 
 
-def _ddp(res: dict) -> list[str]:
-    """Section 7: one run on two processes (torchrun's path, gloo on this CPU) against one process."""
-    d = res.get("ddp")
-    if not d:
+def _gpu_strategies(st: dict | None) -> list[str]:
+    """Every gradient strategy against the summed loss on the GPU (the check's bert-base-shaped step)."""
+    if not st:
         return []
-    return ["", f"## 7. One run on {d['world']} processes (gloo, CPU), PCGrad, {d['shape']}", "",
+    L = ["", f"Every gradient strategy against the summed loss on the GPU, fp32, {st['shape']}, bert-base's shape "
+             "(random weights), the same method as section 2b:", "",
+         *_head("strategy", "step, ms (median)", "time / sum (median)", "peak memory, MiB", "memory / sum")]
+    for name, r in st["strategies"].items():
+        L.append(f"| {name} | {r['time_s']['median'] * 1e3:.1f} | {r['time_ratio_vs_sum']['median']:.3f} | "
+                 f"{r['peak_mb']:.0f} | {r['memory_ratio_vs_sum']:.3f} |")
+    return L
+
+
+@_optional("ddp")
+def _ddp(d: dict, res: dict) -> list[str]:
+    """Section 7: one run on two processes (torchrun's path, gloo on this CPU) against one process."""
+    return [*_title(f"7. One run on {d['world']} processes (gloo, CPU), PCGrad, {d['shape']}"),
             f"One process with {d['threads_one_process']} threads on the whole batch against {d['world']} processes "
             "with one thread each on half of it; each process's task gradients are summed over the processes "
             "before PCGrad combines them, then the heads' gradients, then AdamW.", "",
@@ -202,11 +227,9 @@ def _ddp(res: dict) -> list[str]:
             f"{d['allreduce_per_task_s']['median'] * 1e3:.1f} ms (median); the trainer sums the single buffer"]
 
 
-def _attempts(res: dict) -> list[str]:
+@_optional("attempts")
+def _attempts(rows: dict, res: dict) -> list[str]:
     """Section 1b: each speed-up tried on the training step, against transformers, kept or not."""
-    rows = res.get("attempts")
-    if not rows:
-        return []
     L = ["## 1b. Speed-ups tried on the training step (target: 1.2x transformers)", "",
          "Each variant is a copy of the default model changed in `minbert_core/bench/attempts.py`, timed "
          "alternating with transformers in one process. Only what pays would move into the model.", "",
@@ -221,13 +244,11 @@ def _attempts(res: dict) -> list[str]:
     return L + [""]
 
 
-def _study_jobs(res: dict) -> list[str]:
+@_optional("study_jobs")
+def _study_jobs(j: dict, res: dict) -> list[str]:
     """Section 8: the whole study with one notebook at a time against two."""
-    j = res.get("study_jobs")
-    if not j:
-        return []
     sec = j["seconds"]
-    L = ["", f"## 8. The `{j['profile']}` study: `--jobs 1` against `--jobs 2` ({j['cores']} cores)", "",
+    L = [*_title(f"8. The `{j['profile']}` study: `--jobs 1` against `--jobs 2` ({j['cores']} cores)"),
          "Each a fresh `minbert study` process and folder, the notebooks and the report; with N > 1 jobs each "
          "kernel gets cores/N threads (OMP_NUM_THREADS), so parallel runs share the cores instead of fighting "
          "over them.", "", *_head("--jobs", "wall time, s")]
@@ -238,11 +259,9 @@ def _study_jobs(res: dict) -> list[str]:
     return L
 
 
-def _race(res: dict) -> list[str]:
+@_optional("race")
+def _race(r: dict, res: dict) -> list[str]:
     """Section 9: `minbert bench --race`, time to accuracy (its own run, with its own date)."""
-    r = res.get("race")
-    if not r:
-        return []
     a, b = r["a"], r["b"]
     sc = lambda d: f"{d['sst']:.3f} / {d['para']:.3f} / {d['sts']:.3f} / {d['overall']:.4f}"  # noqa: E731
     L = ["", f"## 9. Time to accuracy (`minbert bench --race`, {r['date_utc']} UTC, `{r['checkpoint']}`)", "",
@@ -270,7 +289,9 @@ def _race(res: dict) -> list[str]:
 def render(res: dict) -> str:
     """BENCHMARKS.md from a results dict (nothing typed by hand)."""
     m = res["machine"]
-    L = ["# Benchmarks", "", f"Generated by `minbert bench` on {m['date_utc']} UTC. Do not edit: rerun it.", "",
+    again = (f" Rewritten on {res['rerendered_utc']} UTC by `minbert bench --render-only` from its JSON and the "
+             "GPU records committed since (measuring nothing)." if res.get("rerendered_utc") else "")
+    L = ["# Benchmarks", "", f"Generated by `minbert bench` on {m['date_utc']} UTC.{again} Do not edit: rerun it.", "",
          f"- machine: {m['cpu']}, {m['cores']} cores (torch threads {m['torch_threads']}), {m['platform']}",
          f"- versions: python {m['python']}, torch {m['torch']}, transformers {m['transformers']}",
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
