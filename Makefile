@@ -12,7 +12,7 @@ JOBS ?= 2
 override MINBERT_DATA := $(abspath $(or $(MINBERT_DATA),data))
 export MINBERT_DATA
 
-.PHONY: test study cpu-study demo lab sanity bench clean-venv
+.PHONY: test browser-test study cpu-study demo lab sanity bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,16 @@ test: $(VENV)/.installed
 		echo "make test: could not fetch the data into $(MINBERT_DATA); tests that need it will be skipped" >&2
 	$(PY) -m pytest -q
 
+# The explorer in JupyterLab in a real browser (slow; CI does not run it): Playwright's Python package
+# and the system's Chromium (apt-get install chromium). SCREENSHOT=path also saves a picture of it;
+# EXPLORER_RUNS=dir_a,dir_b shows those runs instead of two fresh smoke runs.
+browser-test: $(VENV)/.installed
+	$(PIP) -e ".[browser]" $(QUIET)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ echo "make browser-test: no Chromium on the PATH; install it: apt-get install chromium" >&2; exit 2; }
+	MINBERT_SCREENSHOT="$(if $(SCREENSHOT),$(abspath $(SCREENSHOT)))" MINBERT_EXPLORER_RUNS="$(EXPLORER_RUNS)" \
+		$(PY) -m pytest -q -m slow tests/test_browser.py
+
 sanity: $(VENV)/.installed
 	$(VENV)/bin/minbert sanity
 
@@ -42,9 +52,10 @@ study: $(VENV)/.installed
 		--jobs $(JOBS)
 
 # The `cpu` study whose records are committed under results/study-cpu: skips its finished runs,
-# runs the rest (about 3 hours on a 2-core CPU in all), and rebuilds figures/cpu (the README's).
+# runs the rest (Tables 1-3 about 3.6 hours, Table 4 about 80 minutes, two at a time), and rebuilds
+# figures/cpu (the README's).
 cpu-study: $(VENV)/.installed
-	$(VENV)/bin/minbert study --profile cpu --out results/study-cpu --report-dir figures/cpu
+	$(VENV)/bin/minbert study --profile cpu --out results/study-cpu --report-dir figures/cpu --jobs $(JOBS)
 
 # One multi-task PCGrad run of the packaged MiniLM on small slices of the four datasets (a few minutes).
 demo: $(VENV)/.installed
