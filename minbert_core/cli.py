@@ -153,6 +153,25 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_parser(sub) -> None:
+    """`minbert bench`: its options."""
+    bp = sub.add_parser("bench", help="speed and memory benchmarks; writes BENCHMARKS.md")
+    bp.add_argument("--out", default="BENCHMARKS.md")
+    bp.add_argument("--checkpoint", default="minilm-l6")
+    bp.add_argument("--steps", type=int, default=10, help="measured steps per contender (after warm-up)")
+    bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
+                    help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
+    bp.add_argument("--race", action="store_true",
+                    help="only the time-to-accuracy race (tens of minutes on a 2-core CPU): three transformers "
+                         "single-task models against one minbert multi-task model; adds its section to --out")
+    bp.add_argument("--race-budget", type=float, default=1.5,
+                    help="with --race: the multi-task model's training-time cap, in multiples of the three "
+                         "models' total (default: 1.5)")
+    bp.add_argument("--render-only", action="store_true",
+                    help="measure nothing: rewrite --out from its JSON and the committed GPU records (gpu_check.json)")
+    bp.set_defaults(fn=_cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="minbert", description="minBERT multi-task study toolkit")
@@ -193,21 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gpus-per-run", type=int, default=0,
                     help="with --cluster: the GPU resource each training run asks of the workers (default: 0)")
     sp.set_defaults(fn=_cmd_study)
-    bp = sub.add_parser("bench", help="speed and memory benchmarks; writes BENCHMARKS.md")
-    bp.add_argument("--out", default="BENCHMARKS.md")
-    bp.add_argument("--checkpoint", default="minilm-l6")
-    bp.add_argument("--steps", type=int, default=10, help="measured steps per contender (after warm-up)")
-    bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
-                    help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
-    bp.add_argument("--race", action="store_true",
-                    help="only the time-to-accuracy race (tens of minutes on a 2-core CPU): three transformers "
-                         "single-task models against one minbert multi-task model; adds its section to --out")
-    bp.add_argument("--race-budget", type=float, default=1.5,
-                    help="with --race: the multi-task model's training-time cap, in multiples of the three "
-                         "models' total (default: 1.5)")
-    bp.add_argument("--render-only", action="store_true",
-                    help="measure nothing: rewrite --out from its JSON and the committed GPU records (gpu_check.json)")
-    bp.set_defaults(fn=_cmd_bench)
+    _add_bench_parser(sub)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
     rp.add_argument("--report-dir")

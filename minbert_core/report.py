@@ -415,6 +415,27 @@ def _table1_changes(cells: list[tuple[dict, RunRecord]]) -> list[str]:
     return [f"'{row}' changes from Default: {'; '.join(sorted(c))}" for row, c in changes.items()]
 
 
+CAPTIONS = {2: "Table 2: multi-task before and after the multi-task optimisation",
+            3: "Table 3: structure optimisations",
+            4: "Table 4: every gradient strategy (not in the paper)"}
+
+
+def _metrics_table(number: int, df: pd.DataFrame, study: dict, runs: dict[str, RunRecord], tables_dir: Path) -> str:
+    """Write Table 2, 3 or 4 (long CSV, summary CSV) and return its Markdown, notes included."""
+    ref = paper.MULTITASK_TABLES.get(number, {})
+    summary = summarize(df)
+    atomic_write_text(tables_dir / f"table{number}.csv", df.to_csv(index=False))
+    atomic_write_text(tables_dir / f"table{number}_summary.csv", summary.to_csv(index=False))
+    notes = _notes(study, runs, number) + target_notes(study, summary, number)
+    comp = comparisons(study, summary, number)
+    if comp:
+        notes.append("differences (mean over seeds) against the seed spread, 2·sqrt(std_a²/n_a + std_b²/n_b): "
+                     + " | ".join(comp))
+    bad = tuple(paper_inconsistencies(ref, paper.TABLE3 if number == 2 else paper.TABLE2)) if ref else ()
+    columns = list(ref) or [e["column"] for e in study["runs"] if e.get("table") == number]
+    return metrics_markdown(summary, list(dict.fromkeys(columns)), CAPTIONS[number], notes, bad, bool(ref))
+
+
 def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, list[str]]:
     """Write tables (CSV + Markdown) and figures (PNG + PDF) for a study; returns the paths."""
     import matplotlib.pyplot as plt
@@ -436,25 +457,10 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
     md = []
     atomic_write_text(tables_dir / "table1.csv", t1.to_csv(index=False))
     md.append(to_markdown(t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", _notes(study, runs, 1)))
-    captions = {2: "Table 2: multi-task before and after the multi-task optimisation",
-                3: "Table 3: structure optimisations",
-                4: "Table 4: every gradient strategy (not in the paper)"}
     has_table4 = any(e.get("table") == 4 for e in study["runs"])  # studies planned before Table 4 have none
     for number in (2, 3, 4) if has_table4 else (2, 3):
-        df, ref = t2 if number == 2 else table_metrics(number, study, runs), paper.MULTITASK_TABLES.get(number, {})
-        summary = summarize(df)
-        atomic_write_text(tables_dir / f"table{number}.csv", df.to_csv(index=False))
-        atomic_write_text(tables_dir / f"table{number}_summary.csv", summary.to_csv(index=False))
-        notes = _notes(study, runs, number)
-        notes += target_notes(study, summary, number)
-        comp = comparisons(study, summary, number)
-        if comp:
-            notes.append("differences (mean over seeds) against the seed spread, 2·sqrt(std_a²/n_a + std_b²/n_b): "
-                         + " | ".join(comp))
-        other = paper.TABLE3 if number == 2 else paper.TABLE2
-        bad = tuple(paper_inconsistencies(ref, other)) if ref else ()
-        columns = list(ref) or [e["column"] for e in study["runs"] if e.get("table") == number]
-        md.append(metrics_markdown(summary, list(dict.fromkeys(columns)), captions[number], notes, bad, bool(ref)))
+        df = t2 if number == 2 else table_metrics(number, study, runs)
+        md.append(_metrics_table(number, df, study, runs, tables_dir))
         if number == 4 and len(df):
             t4 = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
             fig("table4_strategies", plots.dev_metrics(t4.assign(metric=t4["metric"].map(display_label))))
