@@ -451,23 +451,24 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
         written["figures"] += plots.save(f, report_dir, name)
         plt.close(f)
 
+    planned = {e.get("table") for e in study["runs"]}  # a profile may run some tables only
     t1 = table1(study, runs)
     t2 = table_metrics(2, study, runs)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    md = []
-    atomic_write_text(tables_dir / "table1.csv", t1.to_csv(index=False))
-    md.append(to_markdown(t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", _notes(study, runs, 1)))
-    has_table4 = any(e.get("table") == 4 for e in study["runs"])  # studies planned before Table 4 have none
-    for number in (2, 3, 4) if has_table4 else (2, 3):
+    md: dict[int, str] = {}
+    if 1 in planned:
+        atomic_write_text(tables_dir / "table1.csv", t1.to_csv(index=False))
+        md[1] = to_markdown(t1, paper.TABLE1_COLUMNS, "Table 1: sentiment dev accuracy", _notes(study, runs, 1))
+    for number in sorted(planned & {2, 3, 4}):
         df = t2 if number == 2 else table_metrics(number, study, runs)
-        md.append(_metrics_table(number, df, study, runs, tables_dir))
+        md[number] = _metrics_table(number, df, study, runs, tables_dir)
         if number == 4 and len(df):
             t4 = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
             fig("table4_strategies", plots.dev_metrics(t4.assign(metric=t4["metric"].map(display_label))))
-    for number, text in enumerate(md, start=1):
+    for number, text in md.items():
         atomic_write_text(tables_dir / f"table{number}.md", text)
         written["tables"] += [str(tables_dir / f"table{number}.csv"), str(tables_dir / f"table{number}.md")]
-    atomic_write_text(tables_dir / "report.md", "\n".join(md))
+    atomic_write_text(tables_dir / "report.md", "\n".join(md.values()))
 
     # curves of one seed per column (the runs with the plan's plain names) keep the figures readable
     t2_runs = [(e["column"], r) for e, r in _cells(study, runs, 2) if r.path.name == e.get("experiment", e["name"])]

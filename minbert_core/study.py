@@ -185,7 +185,17 @@ def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | 
                                            expect_failure=exp.get("expect_failure"))))
     ordered = [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
     _check_references(ordered)
-    return ordered
+    return _select_tables(ordered, prof.get("tables"))
+
+
+def _select_tables(runs: list[PlannedRun], tables: list[int] | None) -> list[PlannedRun]:
+    """The runs of a profile's `tables` (every table when it has none); a run outside any table (the
+    explorer) stays when every run it reads stays."""
+    if tables is None:
+        return runs
+    kept = [r for r in runs if r.table in tables or r.table is None]
+    names = {r.name for r in kept if r.table is not None}
+    return [r for r in kept if r.table is not None or all(n in names for n in r.needs)]
 
 
 def _check_references(runs: list[PlannedRun]) -> None:
