@@ -204,6 +204,8 @@ class Explorer:
         self.out = w.Output()
         self.last: dict | None = None
         self.errors: list[str] = []
+        self._adjusting = False
+        self.redraws = 0  # figures drawn so far (a run change draws one, not one per control it resets)
         for c in (self.run_a, self.run_b, self.pair, self.group, self.steps, self.step):
             c.observe(self._changed, names="value")
         self.widget = w.VBox([w.HBox([self.run_a, self.run_b]), w.HBox([self.pair, self.group]),
@@ -216,12 +218,18 @@ class Explorer:
         return self.cache[name]
 
     def _changed(self, change) -> None:
+        if self._adjusting:  # the controls being fitted to a new run: one redraw at the end
+            return
         if change["owner"] is self.run_a:  # a new run may have other pairs, groups and steps
             t = self._tele(self.run_a.value)
-            self.pair.options, self.group.options = pairs(t), groups(t)
-            lo, hi = int(t["step"].min()), int(t["step"].max())
-            self.steps.min, self.steps.max, self.steps.value = lo, hi, (lo, hi)
-            self.step.min, self.step.max, self.step.value = lo, hi, hi
+            self._adjusting = True
+            try:
+                self.pair.options, self.group.options = pairs(t), groups(t)
+                lo, hi = int(t["step"].min()), int(t["step"].max())
+                self.steps.min, self.steps.max, self.steps.value = lo, hi, (lo, hi)
+                self.step.min, self.step.max, self.step.value = lo, hi, hi
+            finally:
+                self._adjusting = False
         self.update()
 
     def runs(self) -> dict[str, pd.DataFrame]:
@@ -252,3 +260,4 @@ class Explorer:
         plt.close(fig)
         self.out.outputs = ()
         self.out.append_display_data(Image(data=buf.getvalue(), format="png"))
+        self.redraws += 1

@@ -65,8 +65,12 @@ def test_widget_callbacks_headless(two_runs):
     assert ga @ gb / (np.linalg.norm(ga) * np.linalg.norm(gb)) == pytest.approx(cos, abs=1e-9)
     ex.run_b.value = "(none)"
     assert set(ex.last["curves"]) == {"sum"}
+    ex.steps.value = (3, 6)  # narrowed, so the run change below must widen it again
+    drawn = ex.redraws
     ex.run_a.value = "pcgrad"
     assert set(ex.last["curves"]) == {"pcgrad"}
+    assert ex.redraws == drawn + 1  # one figure for the change, not one per control it resets
+    assert ex.steps.value == (ex.steps.min, ex.steps.max) and ex.step.value == ex.steps.max
     assert not ex.errors, ex.errors
     # the summed loss only measures conflicts; PCGrad's projections show up in its own run
     assert not tele[["projected_a", "projected_b"]].astype(bool).any().any()
