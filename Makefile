@@ -52,7 +52,7 @@ study: $(VENV)/.installed
 		--jobs $(JOBS)
 
 # The `cpu` study whose records are committed under results/study-cpu: skips its finished runs,
-# runs the rest (Tables 1-3 about 3.6 hours, Table 4 about 80 minutes, two at a time), and rebuilds
+# runs the rest (Tables 1-3 about 3.6 hours, Table 4 about 95 minutes, two at a time), and rebuilds
 # figures/cpu (the README's).
 cpu-study: $(VENV)/.installed
 	$(VENV)/bin/minbert study --profile cpu --out results/study-cpu --report-dir figures/cpu --jobs $(JOBS)
