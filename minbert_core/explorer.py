@@ -6,7 +6,9 @@ their norms and cosine, before and after the pairwise PCGrad projection.
 """
 from __future__ import annotations
 
+import logging
 import math
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,15 +17,25 @@ import pandas as pd
 import seaborn as sns
 
 from .plots import style
-from .report import load_run
+from .runs import read_telemetry
+
+log = logging.getLogger("minbert.explorer")
 
 
 def telemetry(run: str | Path) -> pd.DataFrame:
-    """A run's telemetry table; a run without one is an error naming the file."""
-    rec = load_run(run)
-    if rec.telemetry is None or rec.telemetry.empty:
-        raise FileNotFoundError(f"{Path(run) / 'telemetry.csv'}: no telemetry (single-task run, or telemetry_every=0)")
-    return rec.telemetry.assign(run=Path(run).name)
+    """A run's telemetry table (runs.read_telemetry: a line cut mid-line is left out and logged). A run
+    without one is a FileNotFoundError, a damaged one a ValueError, each naming the file."""
+    f = Path(run) / "telemetry.csv"
+    if not f.is_file():
+        why = "not a run folder" if not (Path(run) / "config.json").is_file() else \
+            "single-task run, or telemetry_every=0"
+        raise FileNotFoundError(f"{f}: not found ({why})")
+    tele, problems = read_telemetry(f)
+    for p in problems:
+        log.warning(p)
+    if tele.empty:
+        raise ValueError(f"{f}: no telemetry rows; the run recorded none (telemetry_every=0?) or the file is damaged")
+    return tele.assign(run=Path(run).name)
 
 
 def pairs(tele: pd.DataFrame) -> list[str]:
@@ -31,11 +43,21 @@ def pairs(tele: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(tele["task_a"] + " / " + tele["task_b"]))
 
 
+_LAYER = re.compile(r"layer_(\d+)")
+
+
+def _group_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a layer group: overall, embeddings, layer_0, layer_1, ..., then any other name
+    (pooler, lstm, or one this version does not know) alphabetically. Never fails on a name."""
+    layer = _LAYER.fullmatch(name)
+    if layer:
+        return (2, int(layer.group(1)), name)
+    return ({"overall": 0, "embeddings": 1}.get(name, 3), 0, name)
+
+
 def groups(tele: pd.DataFrame) -> list[str]:
-    """Layer groups: overall first, then embeddings, layers in order, pooler/lstm."""
-    g = list(dict.fromkeys(tele["group"]))
-    key = lambda x: (x != "overall", x != "embeddings", int(x.split("_")[1]) if x.startswith("layer_") else 10**6, x)  # noqa: E731
-    return sorted(g, key=key)
+    """Layer groups: overall first, then embeddings, layers in order, then the rest (pooler/lstm, ...)."""
+    return sorted(dict.fromkeys(tele["group"].astype(str)), key=_group_order)
 
 
 def select(tele: pd.DataFrame, pair: str, group: str | None = None, steps: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -198,7 +220,8 @@ class Explorer:
         self.run_b = w.Dropdown(options=["(none)"] + names, value=names[1] if len(names) > 1 else "(none)",
                                 description="compare")
         self.pair = w.Dropdown(options=pairs(first), description="tasks")
-        self.group = w.Dropdown(options=groups(first), value="overall", description="layers")
+        layer_groups = groups(first)  # "overall" first where the run has it
+        self.group = w.Dropdown(options=layer_groups, value=layer_groups[0], description="layers")
         self.steps = w.IntRangeSlider(value=(lo, hi), min=lo, max=hi, description="steps", continuous_update=False)
         self.step = w.IntSlider(value=hi, min=lo, max=hi, description="step", continuous_update=False)
         self.out = w.Output()

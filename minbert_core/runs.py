@@ -1,17 +1,22 @@
-"""Run folders: every file written atomically; what a run used (config, versions, data) recorded."""
+"""Run folders: every file written atomically; what a run used (config, versions, data) recorded; and
+read back, every damage found named by its file."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import logging
+import math
 import os
 import platform
 import subprocess
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text
@@ -114,3 +119,184 @@ def folder_lock(folder: str | Path, what: str = "run"):
         yield folder
     finally:
         f.close()  # closing releases the lock
+
+
+# --- Reading run records back: every damage found names its file --------------------------------------------
+
+log = logging.getLogger("minbert.runs")
+
+# The range each metric can take; a recorded value outside it is refused (a damaged record or a bug)
+METRIC_RANGES: dict[str, tuple[float, float]] = {"acc": (0.0, 1.0), "pearson": (-1.0, 1.0), "overall": (0.0, 1.0)}
+HISTORY_TEXT = ("kind",)  # history.csv's non-numeric columns; every other one must hold numbers
+TELEMETRY_TEXT = ("strategy", "group", "task_a", "task_b", "projected_a", "projected_b")
+TELEMETRY_COLUMNS = ("step", "group", "task_a", "task_b", "cosine", "norm_a", "norm_b", "projected_a", "projected_b")
+
+
+@dataclass
+class RunRecord:
+    """A run folder, loaded. `scores` holds best_dev's checked values only; `problems` says, naming the
+    file, what was left out of it (a null or non-finite metric, one outside its range, a cut CSV line)."""
+
+    path: Path
+    config: dict
+    metrics: dict
+    history: pd.DataFrame
+    telemetry: pd.DataFrame | None
+    scores: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def cfg(self) -> dict:
+        """The run's TrainConfig fields, renamed keys migrated (records from before a rename)."""
+        from .train import migrate_keys
+
+        return migrate_keys(self.config["config"], str(self.path), warn=False)
+
+
+@dataclass
+class StudyRecords:
+    """A study folder, read: its plan record (study.json), its complete runs by name, and the runs left
+    out because their records are damaged, each with why (naming the file)."""
+
+    study: dict
+    runs: dict[str, RunRecord]
+    skipped: dict[str, str]
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from `path`; a damaged (e.g. cut short) or non-object file is a ValueError naming it."""
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the {what} is damaged (cut short?): "
+                         "rewrite it by running again, or remove the folder") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a JSON object; not a {what}")
+    return obj
+
+
+def checked_scores(metrics: dict, where: Path) -> tuple[dict[str, float], list[str]]:
+    """best_dev's values that are finite numbers within their metric's range (METRIC_RANGES), and a line
+    per value left out. A null is what write_json leaves of a NaN or infinity (a diverged run)."""
+    from .tasks import TASKS
+
+    best, names = metrics.get("best_dev"), metrics.get("metric_names") or {}
+    if not isinstance(best, dict):
+        return {}, [f"{where}: no best_dev scores; the record is damaged: every metric left out"]
+    scores, problems = {}, []
+    for key, v in best.items():
+        metric = "overall" if key == "overall" else names.get(key) or getattr(TASKS.get(key), "metric_name", None)
+        lo, hi = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            problems.append(f"{where}: best_dev.{key} is {json.dumps(v)}, not a number (null: it was NaN or "
+                            "infinite): left out")
+        elif not math.isfinite(v):
+            problems.append(f"{where}: best_dev.{key} is {v}, not finite: left out")
+        elif not lo <= v <= hi:
+            problems.append(f"{where}: best_dev.{key} = {v} is outside [{lo:g}, {hi:g}], the range of {metric}: "
+                            "refused")
+        else:
+            scores[key] = float(v)
+    return scores, problems
+
+
+def read_csv_checked(path: Path, text_columns: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """A run's CSV (history, telemetry): a last line cut mid-line (no line end: the writer was stopped) is
+    left out and said; any other ragged line, or a non-number in a numeric column, is a ValueError
+    naming the file and the line."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not text ({e}); the file is damaged: rerun the run") from None
+    problems = []
+    if text and not text.endswith("\n"):
+        kept = text[:text.rfind("\n") + 1]
+        problems.append(f"{path}: line {kept.count(chr(10)) + 1} is cut mid-line (the file ends without a line "
+                        "end): left out")
+        text = kept
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"{path}: no header line; the file is damaged (cut short?): rerun the run")
+    for row in reader:
+        if len(row) != len(header):
+            raise ValueError(f"{path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}; "
+                             "the file is damaged: rerun the run")
+    df = pd.read_csv(io.StringIO(text))
+    for col in df.columns:
+        if col not in text_columns and not pd.api.types.is_numeric_dtype(df[col]):
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            line = int(bad.to_numpy().argmax()) + 2  # +1 for the header, +1 from 0-based
+            raise ValueError(f"{path}: line {line}, column {col}: {df[col][bad].iloc[0]!r} is not a number; "
+                             "the file is damaged: rerun the run")
+    return df, problems
+
+
+def read_telemetry(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """telemetry.csv, checked as read_csv_checked does, with every column the explorer plots present."""
+    df, problems = read_csv_checked(path, TELEMETRY_TEXT)
+    missing = [c for c in TELEMETRY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; not a telemetry file written by training")
+    df["group"] = df["group"].astype(str)
+    return df, problems
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Load a run folder. A missing file is a FileNotFoundError naming it; a damaged one a ValueError
+    naming it; metrics and CSV lines left out are in the record's `problems`."""
+    path = Path(path)
+    for f in ("config.json", "metrics.json", "history.csv"):
+        if not (path / f).is_file():
+            raise FileNotFoundError(f"{path / f}: not found; is {path} a finished run folder?")
+    config = read_json(path / "config.json", "run record")
+    if not isinstance(config.get("config"), dict):
+        raise ValueError(f"{path / 'config.json'}: no 'config' object; not a run record written by training")
+    metrics = read_json(path / "metrics.json", "run record")
+    scores, problems = checked_scores(metrics, path / "metrics.json")
+    history, cut = read_csv_checked(path / "history.csv", HISTORY_TEXT)
+    tele = None
+    if (path / "telemetry.csv").is_file():
+        tele, cut_t = read_telemetry(path / "telemetry.csv")
+        cut += cut_t
+    for p in problems + cut:
+        log.warning(p)
+    return RunRecord(path, config, metrics, history, tele, scores, problems + cut)
+
+
+def read_study_json(study_dir: Path) -> dict:
+    """study.json of a study folder, checked to be one `minbert study` wrote (a 'runs' list of named runs)."""
+    f = study_dir / "study.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: not found; run `minbert study` first")
+    study = read_json(f, "study record")
+    runs = study.get("runs")
+    if not isinstance(runs, list):
+        raise ValueError(f"{f}: no 'runs' list; not a study record written by `minbert study`: "
+                         "point the report at a study folder")
+    for i, e in enumerate(runs):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ValueError(f"{f}: runs[{i}] has no run name; the study record is damaged: "
+                             "run `minbert study` again to rewrite it")
+    return study
+
+
+def load_study(study_dir: str | Path) -> StudyRecords:
+    """The study's plan record and every complete run in it; a run whose record is damaged is left out
+    and listed in `skipped` with why, and the others are read."""
+    study_dir = Path(study_dir)
+    study = read_study_json(study_dir)
+    runs, skipped = {}, {}
+    for e in study["runs"]:
+        p = study_dir / e["name"]
+        if not all((p / f).is_file() for f in ("metrics.json", "config.json", "history.csv")):
+            continue  # not run yet, or not a training run: the report lists the planned ones as missing
+        try:
+            rec = load_run(p)
+        except (ValueError, FileNotFoundError) as err:
+            skipped[e["name"]] = str(err)
+            log.warning("%s: left out of the report: %s", e["name"], err)
+            continue
+        if rec.metrics.get("status") == "complete":
+            runs[e["name"]] = rec
+    return StudyRecords(study, runs, skipped)
