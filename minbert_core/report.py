@@ -86,8 +86,8 @@ def _left_out_notes(ctx: TableContext) -> list[str]:
                                                 if e.get("experiment") in {x.get("same_as") for x in ctx.entries}}
     skipped = [f"{n} ({why})" for n, why in ctx.records.skipped.items() if n in names]
     problems = [p for r in ctx.recs for p in r.problems]
-    return ([f"runs left out, their records damaged: {'; '.join(skipped)}"] if skipped else []) + \
-        ([f"values left out, from records read: {'; '.join(problems)}"] if problems else [])
+    return ([f"runs left out (a damaged record): {'; '.join(skipped)}"] if skipped else []) + \
+        ([f"left out of the records read (the run stays): {'; '.join(problems)}"] if problems else [])
 
 
 def table_notes(ctx: TableContext, spec: TableSpec, extra: list[str] = ()) -> list[str]:
@@ -200,7 +200,7 @@ def metrics_layout(ctx: TableContext, spec: TableSpec, tables_dir: Path) -> str:
     atomic_write_text(tables_dir / f"table{ctx.number}.csv", df.to_csv(index=False))
     atomic_write_text(tables_dir / f"table{ctx.number}_summary.csv", summary.to_csv(index=False))
     variants = variant_notes(variant_labels(ctx.cells, lambda e, r: e["column"]), "column")
-    notes = table_notes(ctx, spec, variants) + target_notes(ctx.study, summary, ctx.number)
+    notes = table_notes(ctx, spec, variants) + target_notes(ctx.study, summary, ctx.number, seeds_per_column(df))
     comp = comparisons(ctx.entries, df, summary)
     if comp:
         notes.append(DIFF_NOTE + " | ".join(comp))

@@ -100,8 +100,9 @@ def metric_rows(cells: list[Cell], ref: dict, condition: bool = False) -> pd.Dat
     variants = variant_labels(cells, cell_of)
     rows = []
     for e, r in cells:
-        status = {t: learned(r, t) for t in keys if t != "overall"}
-        for key in keys:
+        own = [k for k in keys if k in paper.METRIC_ROWS or k in r.cfg.get("tasks", [])]  # sst_rev: its runs only
+        status = {t: learned(r, t) for t in own if t != "overall"}
+        for key in own:
             if key == "overall":  # comparable only where every trained task learned
                 trained, ok = True, all(lr for tr, lr in status.values() if tr)
             else:
@@ -146,13 +147,14 @@ def diff_verdict(a: pd.Series, b: pd.Series) -> tuple[float, float | None, str]:
 
 
 def _column_pairs(df: pd.DataFrame, a: dict, b: dict) -> list[tuple[str, str]]:
-    """(column of a, column of b) to compare: a column split by a setting meets b's with that setting, or
-    b's only column."""
+    """(column of a, column of b) to compare: where a side has one column, every column of the other;
+    where both are split by a setting, the columns with the same setting."""
     def cols(e: dict) -> dict[str, str]:  # column -> its variant suffix
         return {c: c[len(e["column"]):] for c in dict.fromkeys(df[df["experiment"] == e["experiment"]]["column"])}
 
     a_cols, b_cols = cols(a), cols(b)
-    return [(ca, cb) for ca, sa in a_cols.items() for cb, sb in b_cols.items() if len(b_cols) == 1 or sa == sb]
+    single = len(a_cols) == 1 or len(b_cols) == 1
+    return [(ca, cb) for ca, sa in a_cols.items() for cb, sb in b_cols.items() if single or sa == sb]
 
 
 def comparisons(entries: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:

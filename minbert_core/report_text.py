@@ -55,10 +55,11 @@ def grid_rows(df: pd.DataFrame, rows: list[str], cols: list[str], cell: Callable
 
 
 def ordered_columns(present: pd.Series, columns: list[str]) -> list[str]:
-    """The columns a table shows: those of `columns` present, in its order, then the others as they come."""
-    have = set(present)
-    cols = [c for c in columns if c in have]
-    return cols + [c for c in dict.fromkeys(present) if c not in cols]
+    """The columns a table shows: those of `columns` present, in its order (a column split by a setting,
+    'Sum (lr_finetune 1e-05)', where its 'Sum' is), then the others as they come."""
+    have = list(dict.fromkeys(present))
+    cols = list(dict.fromkeys(h for c in columns for h in have if h == c or h.startswith(f"{c} (")))
+    return cols + [h for h in have if h not in cols]
 
 
 def _header(caption: str, what: str, cols: list[str]) -> list[str]:
@@ -189,9 +190,9 @@ def _targets(study: dict) -> list[dict]:
     return load_plan()["profiles"].get(study.get("profile"), {}).get("targets") or []
 
 
-def target_notes(study: dict, summary: pd.DataFrame, table: int) -> list[str]:
-    """Each target of the profile for this table: the measured mean per column, met or missed by how much,
-    and what the plan says was tried."""
+def target_notes(study: dict, summary: pd.DataFrame, table: int, seeds: dict[str, int] | None = None) -> list[str]:
+    """Each target of the profile for this table: the measured mean per column (with its seed count where
+    it averages fewer than the column's `seeds`), met or missed by how much, and what the plan says was tried."""
     notes = []
     for t in _targets(study):
         if t.get("table") != table:
@@ -204,10 +205,12 @@ def target_notes(study: dict, summary: pd.DataFrame, table: int) -> list[str]:
                 if row.empty or pd.isna(row.iloc[0]["ours"]):
                     got.append(f"{col}: not run")
                     continue
-                mean = float(row.iloc[0]["ours"])
+                mean, n = float(row.iloc[0]["ours"]), int(row.iloc[0].get("n", 0))
+                of = (seeds or {}).get(col, n)
                 ok = mean >= floor
                 missed |= not ok
-                got.append(f"{col} {mean:.4f} " + ("met" if ok else f"missed by {floor - mean:.4f}"))
+                got.append(f"{col} {mean:.4f} " + (f"[{n} of {of} seeds] " if n < of else "")
+                           + ("met" if ok else f"missed by {floor - mean:.4f}"))
             parts.append(f"{key} ≥ {floor}: " + ", ".join(got))
         notes.append(f"targets of profile `{study.get('profile')}` (mean over seeds): " + "; ".join(parts))
         if missed and t.get("tried"):

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import shutil
 import time
+from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
 from minbert_core import paper, plots
-from minbert_core.report import _diff_verdict, paper_inconsistencies
+from minbert_core.report import _diff_verdict, build_tables, paper_inconsistencies
+from minbert_core.runs import load_run, load_study
 from minbert_core.tasks import beats_trivial
 
 matplotlib.use("Agg")
@@ -82,3 +88,164 @@ def test_targets_are_stated_met_or_missed_with_what_was_tried():
     # a study recorded before targets were: the packaged plan's, for its profile
     cpu = target_notes({"profile": "cpu"}, summary.assign(column="Combined Loss"), 2)
     assert cpu and "overall ≥ 0.72: Combined Loss 0.7180 missed by 0.0020" in cpu[0]
+
+
+# --- Records read back: a damaged or odd record is named, left out and counted, never averaged in -------------
+
+CPU = Path(__file__).resolve().parent.parent / "results" / "study-cpu"
+RECORD_FILES = ("config.json", "metrics.json", "history.csv", "telemetry.csv")
+
+
+def copy_study(dest: Path, tables: tuple[int, ...] = (2,)) -> Path:
+    """The committed cpu study's records of some tables (no predictions, no figures), in a new study folder."""
+    study = json.loads((CPU / "study.json").read_text())
+    study["runs"] = [e for e in study["runs"] if e.get("table") in tables]
+    for e in study["runs"]:
+        if (CPU / e["name"] / "metrics.json").is_file():
+            (dest / e["name"]).mkdir(parents=True)
+            for f in RECORD_FILES:
+                if (CPU / e["name"] / f).is_file():
+                    shutil.copy(CPU / e["name"] / f, dest / e["name"] / f)
+    (dest / "study.json").write_text(json.dumps(study))
+    return dest
+
+
+def tables(study_dir: Path) -> dict[int, str]:
+    """Every planned table's Markdown, built from the folder's records."""
+    return build_tables(load_study(study_dir), study_dir / "report" / "tables")
+
+
+def set_best(run: Path, key: str, raw: str) -> None:
+    """Write `raw` (JSON text: null, NaN, Infinity, a string ...) as best_dev[key] of a run's metrics.json."""
+    m = json.loads((run / "metrics.json").read_text())
+    m["best_dev"][key] = "@@"
+    (run / "metrics.json").write_text(json.dumps(m, indent=2).replace('"@@"', raw))
+
+
+def best(study: Path, run: str, key: str) -> float:
+    return json.loads((study / run / "metrics.json").read_text())["best_dev"][key]
+
+
+def cell(md: str, row: str, column: int) -> str:
+    """The text of a Markdown table cell: the row starting with `row`, the column-th value column."""
+    line = next(x for x in md.splitlines() if x.startswith(f"| {row} |"))
+    return line.split(" | ")[column].strip(" |")
+
+
+@pytest.mark.parametrize("raw", ["null", "NaN", "Infinity", "-Infinity", '"0.44"', "[0.44]"])
+def test_a_missing_or_non_finite_metric_is_left_out_and_its_cell_says_how_many_seeds(tmp_path, raw):
+    study = copy_study(tmp_path / "s")
+    set_best(study / "t2-sum-seed100", "sst", raw)
+    md = tables(study)[2]
+    kept = [best(study, r, "sst") for r in ("t2-sum", "t2-sum-seed21111")]
+    assert cell(md, "SST dev Acc.", 2) == f"{np.mean(kept):.3f} ± {np.std(kept, ddof=1):.3f} [2 of 3 seeds] (0.520)"
+    assert cell(md, "PD dev Acc.", 2).count("seeds") == 0  # the run's other values are whole: 3 seeds
+    assert "| seeds | 3 | 3 | 3 |" in md
+    assert "t2-sum-seed100/metrics.json: best_dev.sst is" in md  # listed under the table, its file named
+    assert re.search(r"vs \*\*Combined Loss\*\*: sst [+-]\d\.\d{3} \(3 vs 2 seeds\), spread", md)  # the comparison too
+    assert " inf" not in md.split("\n- ")[0]  # no infinite accuracy printed
+    summary = pd.read_csv(study / "report" / "tables" / "table2_summary.csv")
+    assert summary.set_index(["metric", "column"]).loc[("sst", "Combined Loss"), "n"] == 2
+
+
+@pytest.mark.parametrize("key,value", [("sst", 1.2), ("para", -0.1), ("sts", 1.5), ("sts", -1.01), ("overall", 1.1)])
+def test_a_metric_outside_its_range_is_refused_naming_the_run(tmp_path, key, value):
+    study = copy_study(tmp_path / "s")
+    set_best(study / "t2-pcgrad-seed21111", key, repr(value))
+    md = tables(study)[2]
+    row = {"sst": "SST dev Acc.", "para": "PD dev Acc.", "sts": "STS dev Cor.", "overall": "Overall dev Score"}[key]
+    kept = [best(study, r, key) for r in ("t2-pcgrad", "t2-pcgrad-seed100")]
+    assert cell(md, row, 3).startswith(f"{np.mean(kept):.3f} ± {np.std(kept, ddof=1):.3f} [2 of 3 seeds]")
+    assert f"t2-pcgrad-seed21111/metrics.json: best_dev.{key} = {value} is outside" in md
+
+
+def test_a_column_only_averages_seeds_a_list_valued_parameter_gets_a_column_per_value(tmp_path):
+    """A plan column with lr_finetune: [1e-5, 3e-5] at one seed: two runs, not a spread of two seeds."""
+    study = copy_study(tmp_path / "s")
+    plan = json.loads((study / "study.json").read_text())
+    for old, new, lr in (("t2-sum", "t2-sum-1e-05", 1e-5), ("t2-sum-seed100", "t2-sum-3e-05", 3e-5)):
+        (study / old).rename(study / new)
+        cfg = json.loads((study / new / "config.json").read_text())
+        cfg["config"].update(lr_finetune=lr, seed=11711, run_id=new)
+        (study / new / "config.json").write_text(json.dumps(cfg))
+        next(e for e in plan["runs"] if e["name"] == old).update(name=new)
+    plan["runs"] = [e for e in plan["runs"] if e["name"] != "t2-sum-seed21111"]
+    (study / "study.json").write_text(json.dumps(plan))
+    md = tables(study)[2]
+    header = next(x for x in md.splitlines() if x.startswith("| | "))
+    assert "Combined Loss (lr_finetune 1e-05) | Combined Loss (lr_finetune 3e-05)" in header
+    assert cell(md, "SST dev Acc.", 2) == f"{best(study, 't2-sum-1e-05', 'sst'):.3f} (0.520)"  # one run: no ±
+    assert cell(md, "SST dev Acc.", 3) == f"{best(study, 't2-sum-3e-05', 'sst'):.3f} (0.520)"
+    assert "| seeds | 3 | 1 | 1 | 3 |" in md
+    assert "each setting is its own column" in md and "t2-sum-3e-05 (lr_finetune 3e-05)" in md
+    # PCGrad's compare_to (t2-sum) meets each of them, each a single run: no verdict
+    assert "**Combined Loss w. Gradient Surgery** vs **Combined Loss (lr_finetune 3e-05)**" in md
+
+
+def test_table1_runs_of_one_cell_that_differ_get_a_row_each(tmp_path):
+    study = copy_study(tmp_path / "s", tables=(1,))
+    shutil.copytree(study / "t1-batch-16-sst", study / "t1-batch-16-sst-lr")
+    cfg = json.loads((study / "t1-batch-16-sst-lr" / "config.json").read_text())
+    cfg["config"]["lr_finetune"] = 1e-4
+    (study / "t1-batch-16-sst-lr" / "config.json").write_text(json.dumps(cfg))
+    set_best(study / "t1-batch-16-sst-lr", "sst", "0.123")
+    plan = json.loads((study / "study.json").read_text())
+    plan["runs"].append(dict(next(e for e in plan["runs"] if e["name"] == "t1-batch-16-sst"), name="t1-batch-16-sst-lr"))
+    (study / "study.json").write_text(json.dumps(plan))
+    md = tables(study)[1]
+    assert cell(md, "batch=16 (lr_finetune 0.0001)", 2).startswith("0.123")
+    assert cell(md, "batch=16 (lr_finetune 5e-05)", 2).startswith(f"{best(study, 't1-batch-16-sst', 'sst'):.3f}")
+    assert cell(md, "batch=16", 4).startswith(f"{best(study, 't1-batch-16-cfimdb', 'cfimdb'):.3f}")
+
+
+@pytest.mark.parametrize("damaged", ["metrics.json", "config.json"])
+def test_a_truncated_run_record_is_named_and_the_run_left_out(tmp_path, damaged):
+    study = copy_study(tmp_path / "s")
+    f = study / "t2-sum-seed100" / damaged
+    f.write_text(f.read_text()[:150])
+    md = tables(study)[2]
+    assert "| seeds | 3 | 2 | 3 |" in md
+    assert f"runs left out (a damaged record): t2-sum-seed100 ({f}: not valid JSON" in md
+    assert "missing (not complete)" not in md  # damaged is said as damaged, not as not run
+
+
+@pytest.mark.parametrize("text,match", [
+    ('{"profile": "cpu", "runs": [{"name": "t2-su', "study.json: not valid JSON"),
+    ('{"trials": []}', "study.json: no 'runs' list"),  # someone else's folder
+    ('[1, 2]', "study.json: holds a list, not a JSON object"),
+    ('{"runs": [{"table": 2}]}', r"study.json: runs\[0\] has no run name"),
+])
+def test_a_damaged_or_foreign_study_record_is_an_error_naming_it(tmp_path, text, match):
+    (tmp_path / "study.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_study(tmp_path)
+
+
+def test_a_csv_cut_mid_line_loses_its_cut_line_and_says_so(tmp_path):
+    study = copy_study(tmp_path / "s")
+    run = study / "t2-sum"
+    for f in ("history.csv", "telemetry.csv"):
+        text = (run / f).read_text()
+        (run / f).write_text(text[:-12])  # the last line loses its end: a value cut to a shorter number
+    rec = load_run(run)
+    lines = (run / "history.csv").read_text().splitlines()
+    assert len(rec.history) == len(lines) - 2  # header and the cut line
+    assert rec.history.iloc[-1]["kind"] == "train"  # the cut dev line is not read as a number
+    assert len(rec.telemetry) == len((run / "telemetry.csv").read_text().splitlines()) - 2
+    assert [p.split(": ")[0] for p in rec.problems] == [str(run / "history.csv"), str(run / "telemetry.csv")]
+    assert f"{run / 'history.csv'}: line {len(lines)} is cut mid-line" in tables(study)[2]
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda lines: lines[:5] + [lines[5] + ",7"] + lines[6:], r"history.csv: line 6 has 13 fields, the header 12"),
+    (lambda lines: lines[:5] + [lines[5].replace(",1,train,", ",1x,train,")] + lines[6:],
+     r"history.csv: line 6, column epoch: '1x' is not a number"),
+    (lambda lines: [], r"history.csv: no header line"),
+])
+def test_a_damaged_csv_line_is_an_error_naming_file_and_line(tmp_path, edit, match):
+    study = copy_study(tmp_path / "s")
+    f = study / "t2-sum" / "history.csv"
+    f.write_text("\n".join(edit(f.read_text().splitlines())) + "\n")
+    with pytest.raises(ValueError, match=match):
+        load_run(study / "t2-sum")
+    assert "runs left out (a damaged record): t2-sum (" in tables(study)[2]  # the report goes on without it
