@@ -1,6 +1,8 @@
 """The gradient-conflict explorer: figures from telemetry, widget callbacks driven headless."""
 from __future__ import annotations
 
+import ast
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,69 @@ def test_plane_shows_a_weighting_strategy_s_weights(tmp_path, data_root):
     ex = explorer.Explorer([run])
     ex.step.value = 2
     assert not ex.errors, ex.errors
+
+
+# --- Telemetry read back: any group name, any damage named (fabricated from a committed record; no training) ---
+
+CPU_RUN = Path(__file__).resolve().parent.parent / "results" / "study-cpu" / "t2-sum"
+
+
+def _run_with_telemetry(folder: Path, edit=lambda text: text) -> Path:
+    folder.mkdir(parents=True)
+    for f in ("config.json", "metrics.json", "history.csv"):
+        shutil.copy(CPU_RUN / f, folder / f)
+    head = "".join((CPU_RUN / "telemetry.csv").read_text().splitlines(keepends=True)[:1 + 24 * 4])  # 4 steps
+    (folder / "telemetry.csv").write_text(edit(head))
+    return folder
+
+
+def test_any_layer_group_name_is_ordered_not_parsed(tmp_path):
+    """Groups the explorer does not know (a new model part, a sub-layer) sort after the layers."""
+    renamed = {",embeddings,": ",layer_top,", ",layer_0,": ",layer_10,", ",layer_1,": ",decoder_3,",
+               ",layer_2,": ",layer_2,", ",layer_3,": ",lstm,"}
+
+    def edit(text: str) -> str:
+        for old, new in renamed.items():
+            text = text.replace(old, new)
+        return text
+
+    run = _run_with_telemetry(tmp_path / "r", edit)
+    tele = explorer.telemetry(run)
+    assert explorer.groups(tele) == ["overall", "layer_2", "layer_4", "layer_5", "layer_10", "decoder_3",
+                                     "layer_top", "lstm"]
+    data = explorer.panel_data({"r": tele}, "sst / sts", "layer_top", (1, 40), 30)  # what the figure draws
+    assert list(data["heatmap"].index) == explorer.groups(tele)
+    assert data["curves"]["r"]["cosine"].tolist() == explorer.select(tele, "sst / sts", "layer_top")["cosine"].tolist()
+
+
+def test_a_run_without_an_overall_group_opens_on_its_first(tmp_path):
+    run = _run_with_telemetry(tmp_path / "r", lambda t: t.replace(",overall,", ",all_shared,"))
+    ex = explorer.Explorer([run])
+    assert ex.group.value == "embeddings" and not ex.errors
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda t: t.replace(",cosine,", ",cos,", 1), r"telemetry.csv: no column cosine"),
+    (lambda t: t.replace(",False,False\n", ",False,False,1\n", 1), r"telemetry.csv: line 2 has 12 fields"),
+    (lambda t: "", r"telemetry.csv: no header line"),
+])
+def test_damaged_telemetry_is_an_error_naming_the_file(tmp_path, edit, match):
+    run = _run_with_telemetry(tmp_path / "r", edit)
+    with pytest.raises(ValueError, match=match):
+        explorer.telemetry(run)
+
+
+def test_telemetry_cut_mid_line_loses_the_cut_line(tmp_path, caplog):
+    run = _run_with_telemetry(tmp_path / "r", lambda t: t[:-9])
+    tele = explorer.telemetry(run)
+    full = explorer.telemetry(_run_with_telemetry(tmp_path / "whole"))
+    assert len(tele) == len(full) - 1
+    assert tele["cosine"].tolist() == full["cosine"].tolist()[:-1]  # the cut value is not read as a number
+    assert f"{run / 'telemetry.csv'}: line {len(full) + 1} is cut mid-line" in caplog.text
+
+
+def test_the_explorer_reads_runs_without_the_report_builder():
+    tree = ast.parse((Path(explorer.__file__)).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and "report" in m}, imported
