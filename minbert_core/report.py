@@ -302,8 +302,7 @@ TABLES: dict[int, TableSpec] = {
     5: TableSpec("Table 5: gradient strategies under conditions (not in the paper)", conditions_layout,
                  notes=(fixed_note("not in the paper: each condition (a block) changes the setting of the first one "
                                    "as said below; in each, the strategies are compared with its summed loss"),
-                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed")))),
-                 figures=(strategies_figure,)),
+                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed"))))),
 }
 
 

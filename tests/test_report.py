@@ -249,3 +249,96 @@ def test_a_damaged_csv_line_is_an_error_naming_file_and_line(tmp_path, edit, mat
     with pytest.raises(ValueError, match=match):
         load_run(study / "t2-sum")
     assert "runs left out (a damaged record): t2-sum (" in tables(study)[2]  # the report goes on without it
+
+
+# --- Table 5: strategies under conditions, one registry entry; fabricated from Table 4's records -------------
+
+CONDITIONS = [("Base", "base", {}), ("cls pooling", "cls", {"pooling": "cls"}),
+              ("positive control", "rev", {"tasks": ["sst", "para", "sts", "sst_rev"]}), ("lr 1e-5", "lr", {})]
+STRATEGIES = [("Sum", "sum"), ("PCGrad", "pcgrad"), ("IMTL-G", "imtl-g")]
+SEEDS = [("", 11711), ("-seed21111", 21111), ("-seed100", 100)]
+NOT_RUN = {"t5-cls-sum-seed100", "t5-cls-imtl-g", "t5-cls-imtl-g-seed21111", "t5-cls-imtl-g-seed100"}
+
+
+def _fabricate(src: Path, dest: Path, tag: str, change: dict) -> None:
+    """A Table 5 run from a Table 4 one: its condition's setting in the config; cls pooling's PCGrad SST
+    0.1 lower; the positive control scores sst_rev as SST (one seed of PCGrad did not learn it)."""
+    dest.mkdir()
+    for f in RECORD_FILES:
+        shutil.copy(src / f, dest / f)
+    cfg = json.loads((dest / "config.json").read_text())
+    cfg["config"].update(change, run_id=dest.name)
+    (dest / "config.json").write_text(json.dumps(cfg))
+    m = json.loads((dest / "metrics.json").read_text())
+    if dest.name.startswith("t5-cls-pcgrad"):
+        m["best_dev"]["sst"] -= 0.1
+    if tag == "rev":
+        m["best_dev"]["sst_rev"], m["metric_names"]["sst_rev"] = m["best_dev"]["sst"], "acc"
+        m["baselines"]["sst_rev"] = dict(m["baselines"]["sst"], learned=dest.name != "t5-rev-pcgrad-seed100")
+    (dest / "metrics.json").write_text(json.dumps(m))
+
+
+def table5_study(dest: Path) -> Path:
+    """Four conditions x three strategies x three seeds planned; some not run yet (the study in progress)."""
+    dest.mkdir()
+    runs = []
+    for row, tag, change in CONDITIONS:
+        for column, strategy in STRATEGIES:
+            exp = f"t5-{tag}-{strategy}"
+            for suffix, seed in SEEDS:
+                name = exp + suffix
+                runs.append({"name": name, "notebook": "02_multitask", "table": 5, "row": row, "column": column,
+                             "experiment": exp, "same_as": None, "needs": [],
+                             "compare_to": None if strategy == "sum" else f"t5-{tag}-sum"})
+                if name not in NOT_RUN and tag != "lr":
+                    _fabricate(CPU / f"t4-{strategy}{suffix}", dest / name, tag, change)
+    (dest / "study.json").write_text(json.dumps({"profile": "cpu", "targets": [], "runs": runs}))
+    return dest
+
+
+def _block(md: str, condition: str) -> str:
+    start = md.index(f"\n*{condition}*")
+    ends = [i for i in (md.find("\n*", start + 1), md.find("\n- ours:", start)) if i > 0]
+    return md[start:min(ends)]
+
+
+def test_table5_a_block_per_condition_with_seed_counts_and_differences(tmp_path):
+    from minbert_core.report_cells import metric_label
+
+    study = table5_study(tmp_path / "s")
+    md = tables(study)[5]
+    assert [c for c, *_ in CONDITIONS if f"\n*{c}*" in md] == [c for c, *_ in CONDITIONS]  # plan order
+    base, cls, rev = _block(md, "Base"), _block(md, "cls pooling"), _block(md, "positive control")
+    assert "| | Sum | PCGrad | IMTL-G |" in base and "| seeds | 3 | 3 | 3 |" in base
+    sums = [best(study, f"t5-base-sum{s}", "sst") for s, _ in SEEDS]
+    assert cell(base, "SST dev Acc.", 1) == f"{np.mean(sums):.3f} ± {np.std(sums, ddof=1):.3f}"
+    assert "**PCGrad** vs **Sum**: sst" in base and "**IMTL-G** vs **Sum**: sst" in base
+    # what exists, with its seed count; PCGrad's SST drop is beyond the seed spread
+    assert "| | Sum | PCGrad |" in cls and "| seeds | 2 | 3 |" in cls
+    assert re.search(r"\*\*PCGrad\*\* vs \*\*Sum\*\*: sst -0\.1\d\d, spread ±0\.0\d\d: exceeds the seed spread", cls)
+    assert "\n*lr 1e-5*: no completed runs" in md
+    # the positive control's fourth task: a row of its block only, marked where a seed did not learn it
+    label = metric_label("sst_rev")
+    assert f"| {label} |" in rev and f"| {label} |" not in base
+    assert "did not learn" in cell(rev, label, 2) and "did not learn" not in cell(rev, label, 1)
+    assert "sst_rev +0.000, spread" not in rev and "not compared: a run did not learn" in rev
+    notes = md[md.index("\n- ours:"):]
+    assert "'cls pooling' changes from Base: pooling mean → cls" in notes
+    assert "'positive control' changes from Base: tasks ['sst', 'para', 'sts'] → ['sst', 'para', 'sts', 'sst_rev']" in notes
+    assert "missing (not complete): t5-cls-sum-seed100, t5-cls-imtl-g, t5-cls-imtl-g-seed21111" in notes
+    summary = pd.read_csv(study / "report" / "tables" / "table5_summary.csv")
+    assert summary.set_index(["condition", "metric", "column"]).loc[("cls pooling", "sst", "Sum"), "n"] == 2
+
+
+def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch, caplog):
+    from minbert_core import report
+
+    study = copy_study(tmp_path / "s")
+    plan = json.loads((study / "study.json").read_text())
+    for e in plan["runs"]:
+        e["table"] = 6
+    (study / "study.json").write_text(json.dumps(plan))
+    assert tables(study) == {} and "table 6: no entry" in caplog.text
+    monkeypatch.setitem(report.TABLES, 6, report.TableSpec("Table 6: a new one", report.metrics_layout))
+    md = tables(study)[6]
+    assert md.startswith("**Table 6: a new one**") and "| seeds | 3 | 3 | 3 |" in md
