@@ -1,6 +1,8 @@
 """Every figure of the study; each function returns a matplotlib Figure and draws nothing else."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -99,10 +101,8 @@ def conflict_summary(tele: pd.DataFrame, smooth: int = 5) -> plt.Figure:
     return fig
 
 
-def save(fig: plt.Figure, folder, name: str) -> list[str]:
+def save(fig: plt.Figure, folder: str | Path, name: str) -> list[str]:
     """Write a figure as PNG and PDF; returns the paths."""
-    from pathlib import Path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []

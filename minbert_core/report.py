@@ -125,7 +125,8 @@ def expected_failure_notes(ctx: TableContext) -> list[str]:
                               for e, _ in ctx.cells if e.get("expect_failure")))
 
 
-def changes_from(reference: str | None, same: Callable[[dict, RunRecord], tuple]) -> Callable[[TableContext], list[str]]:
+def changes_from(reference: str | None,
+                 same: Callable[[dict, RunRecord], tuple]) -> Callable[[TableContext], list[str]]:
     """A note function: per row, which settings differ from the `reference` row's run that is `same`
     (same column, ...); the reference is the table's first row where None."""
     def notes(ctx: TableContext) -> list[str]:
@@ -308,7 +309,8 @@ TABLES: dict[int, TableSpec] = {
 
 def planned_tables(study: dict) -> list[int]:
     """The tables the study's plan places runs in and the registry knows, in order; others are logged."""
-    planned = sorted({e.get("table") for e in study["runs"] if e.get("table") is not None}, key=lambda n: (str(type(n)), n))
+    planned = sorted({e.get("table") for e in study["runs"] if e.get("table") is not None},
+                     key=lambda n: (str(type(n)), n))
     for n in planned:
         if n not in TABLES:
             log.warning("table %s: no entry in minbert_core.report.TABLES; its runs are not reported", n)

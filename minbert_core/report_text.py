@@ -27,13 +27,13 @@ LEGEND = {
 }
 
 
-def fmt(v) -> str:
+def fmt(v: float | None) -> str:
     """A score with 3 decimals; NA where there is none."""
     return "NA" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
 
 
-def cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: int = 1, with_paper: bool = True,
-              of: int | None = None, count: bool = False) -> str:
+def cell_text(ours: float, paper_v: float | None, learned: bool, trained: bool, std: float | None = None,
+              n: int = 1, with_paper: bool = True, of: int | None = None, count: bool = False) -> str:
     """'mean ± std [n of N seeds] mark (paper)': the seed count where the cell averages fewer seeds than
     its column has (a value left out of a record), or always with `count`."""
     mark = "" if learned else (f" {UNTRAINED}" if not trained else f" {NOT_LEARNED} did not learn")
@@ -42,7 +42,8 @@ def cell_text(ours: float, paper_v, learned: bool, trained: bool, std=None, n: i
     return f"{val}{mark} ({fmt(paper_v)})" if with_paper else f"{val}{mark}"
 
 
-def grid_rows(df: pd.DataFrame, rows: list[str], cols: list[str], cell: Callable[[str, pd.DataFrame], str]) -> list[str]:
+def grid_rows(df: pd.DataFrame, rows: list[str], cols: list[str],
+              cell: Callable[[str, pd.DataFrame], str]) -> list[str]:
     """Markdown rows of a long table: `cell(row, records)` for each (row, column) present, else blank."""
     out = []
     for r in rows:

@@ -190,7 +190,8 @@ def test_table1_runs_of_one_cell_that_differ_get_a_row_each(tmp_path):
     (study / "t1-batch-16-sst-lr" / "config.json").write_text(json.dumps(cfg))
     set_best(study / "t1-batch-16-sst-lr", "sst", "0.123")
     plan = json.loads((study / "study.json").read_text())
-    plan["runs"].append(dict(next(e for e in plan["runs"] if e["name"] == "t1-batch-16-sst"), name="t1-batch-16-sst-lr"))
+    twin = next(e for e in plan["runs"] if e["name"] == "t1-batch-16-sst")
+    plan["runs"].append(dict(twin, name="t1-batch-16-sst-lr"))
     (study / "study.json").write_text(json.dumps(plan))
     md = tables(study)[1]
     assert cell(md, "batch=16 (lr_finetune 0.0001)", 2).startswith("0.123")
@@ -324,7 +325,8 @@ def test_table5_a_block_per_condition_with_seed_counts_and_differences(tmp_path)
     assert "sst_rev +0.000, spread" not in rev and "not compared: a run did not learn" in rev
     notes = md[md.index("\n- ours:"):]
     assert "'cls pooling' changes from Base: pooling mean → cls" in notes
-    assert "'positive control' changes from Base: tasks ['sst', 'para', 'sts'] → ['sst', 'para', 'sts', 'sst_rev']" in notes
+    assert ("'positive control' changes from Base: tasks ['sst', 'para', 'sts'] → "
+            "['sst', 'para', 'sts', 'sst_rev']") in notes
     assert "missing (not complete): t5-cls-sum-seed100, t5-cls-imtl-g, t5-cls-imtl-g-seed21111" in notes
     summary = pd.read_csv(study / "report" / "tables" / "table5_summary.csv")
     assert summary.set_index(["condition", "metric", "column"]).loc[("cls pooling", "sst", "Sum"), "n"] == 2
