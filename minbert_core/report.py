@@ -63,6 +63,7 @@ class TableSpec:
     notes: tuple[Callable[[TableContext], list[str]], ...] = ()  # said after the settings and data sizes
     marks: frozenset[str] = frozenset()  # marks its legend always explains
     figures: tuple[Callable[[TableContext, "TableSpec"], dict], ...] = ()  # name -> matplotlib Figure
+    needs: tuple[str, ...] = ("column",)  # the plan-entry keys its layout places a run by
 
 
 # --- notes every table carries --------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ TABLES: dict[int, TableSpec] = {
     1: TableSpec("Table 1: sentiment dev accuracy", settings_layout, paper.TABLE1, columns=tuple(paper.TABLE1_COLUMNS),
                  notes=(paper_note, changes_from("Default", lambda e, r: (r.cfg["mode"], r.cfg["tasks"][0])),
                         expected_failure_notes),
-                 marks=frozenset({WITHIN_SPREAD}), figures=(hyperparameter_figure,)),
+                 marks=frozenset({WITHIN_SPREAD}), figures=(hyperparameter_figure,), needs=("row",)),
     2: TableSpec("Table 2: multi-task before and after the multi-task optimisation", metrics_layout, paper.TABLE2,
                  paper.TABLE3, tuple(paper.TABLE2),
                  notes=(paper_note, same_as_notes, lambda ctx: list(paper_inconsistencies(paper.TABLE2,
@@ -303,7 +304,8 @@ TABLES: dict[int, TableSpec] = {
     5: TableSpec("Table 5: gradient strategies under conditions (not in the paper)", conditions_layout,
                  notes=(fixed_note("not in the paper: each condition (a block) changes the setting of the first one "
                                    "as said below; in each, the strategies are compared with its summed loss"),
-                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed"))))),
+                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed")))),
+                 needs=("row", "column")),
 }
 
 
@@ -317,12 +319,24 @@ def planned_tables(study: dict) -> list[int]:
     return [n for n in planned if n in TABLES]
 
 
+def _check_placed(ctx: TableContext, spec: TableSpec) -> None:
+    """Every plan entry of the table names what its layout places it by (a row, a column)."""
+    for e in ctx.entries:
+        missing = [k for k in spec.needs if not isinstance(e.get(k), str)]
+        if missing:
+            raise ValueError(f"{ctx.records.folder / 'study.json'}: run {e['name']} of table {ctx.number} has no "
+                             f"{' or '.join(missing)}; "
+                             f"its plan entry must give one (the table places its runs by {', '.join(spec.needs)})")
+
+
 def build_tables(records: StudyRecords, tables_dir: Path) -> dict[int, str]:
-    """Write every planned table's CSVs and Markdown (and report.md, all of them); returns the Markdown."""
+    """Write every planned table's CSVs and Markdown (and report.md, all of them); returns the Markdown.
+    A plan entry without the row or column its table needs is a ValueError naming it."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     md = {}
     for n in planned_tables(records.study):
         ctx = TableContext(n, records, table_cells(records.study, records.runs, n))
+        _check_placed(ctx, TABLES[n])
         md[n] = TABLES[n].layout(ctx, TABLES[n], tables_dir)
         atomic_write_text(tables_dir / f"table{n}.md", md[n])
     atomic_write_text(tables_dir / "report.md", "\n".join(md.values()))

@@ -161,6 +161,7 @@ class StudyRecords:
     study: dict
     runs: dict[str, RunRecord]
     skipped: dict[str, str]
+    folder: Path = Path(".")
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -198,6 +199,17 @@ def checked_scores(metrics: dict, where: Path) -> tuple[dict[str, float], list[s
         else:
             scores[key] = float(v)
     return scores, problems
+
+
+def _unscored(tasks: list[str], metrics: dict, where: Path) -> list[str]:
+    """A line per score the run should have (each task it ran; overall with SST, PD and STS) that
+    best_dev lacks: left out as a null is, not silently."""
+    best = metrics.get("best_dev")
+    if not isinstance(best, dict):
+        return []  # said by checked_scores
+    expected = list(tasks) + (["overall"] if {"sst", "para", "sts"} <= set(tasks) else [])
+    return [f"{where}: best_dev has no {k}, which the run scores (config.json tasks): left out"
+            for k in expected if k not in best]
 
 
 def read_csv_checked(path: Path, text_columns: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
@@ -254,6 +266,7 @@ def load_run(path: str | Path) -> RunRecord:
         raise ValueError(f"{path / 'config.json'}: no 'config' object; not a run record written by training")
     metrics = read_json(path / "metrics.json", "run record")
     scores, problems = checked_scores(metrics, path / "metrics.json")
+    problems += _unscored(config["config"].get("tasks") or [], metrics, path / "metrics.json")
     history, cut = read_csv_checked(path / "history.csv", HISTORY_TEXT)
     tele = None
     if (path / "telemetry.csv").is_file():
@@ -299,4 +312,4 @@ def load_study(study_dir: str | Path) -> StudyRecords:
             continue
         if rec.metrics.get("status") == "complete":
             runs[e["name"]] = rec
-    return StudyRecords(study, runs, skipped)
+    return StudyRecords(study, runs, skipped, study_dir)

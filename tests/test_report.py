@@ -344,3 +344,32 @@ def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(report.TABLES, 6, report.TableSpec("Table 6: a new one", report.metrics_layout))
     md = tables(study)[6]
     assert md.startswith("**Table 6: a new one**") and "| seeds | 3 | 3 | 3 |" in md
+
+
+def test_a_plan_entry_without_its_cell_is_an_error_naming_it(tmp_path):
+    study = copy_study(tmp_path / "s")
+    plan = json.loads((study / "study.json").read_text())
+    del plan["runs"][1]["column"]
+    (study / "study.json").write_text(json.dumps(plan))
+    name = plan["runs"][1]["name"]
+    with pytest.raises(ValueError, match=rf"{study / 'study.json'}: run {name} of table 2 has no column"):
+        tables(study)
+
+
+@pytest.mark.parametrize("key", ["sts", "overall"])
+def test_a_score_missing_from_a_record_is_said_not_silently_dropped(tmp_path, key):
+    study = copy_study(tmp_path / "s")
+    m = json.loads((study / "t2-sum-seed21111" / "metrics.json").read_text())
+    del m["best_dev"][key]
+    (study / "t2-sum-seed21111" / "metrics.json").write_text(json.dumps(m))
+    md = tables(study)[2]
+    assert "[2 of 3 seeds]" in cell(md, {"sts": "STS dev Cor.", "overall": "Overall dev Score"}[key], 2)
+    assert f"t2-sum-seed21111/metrics.json: best_dev has no {key}, which the run scores" in md
+
+
+def test_table1_refuses_an_accuracy_above_one_naming_the_run(tmp_path):
+    study = copy_study(tmp_path / "s", tables=(1,))
+    set_best(study / "t1-batch-64-cfimdb", "cfimdb", "1.04")
+    md = tables(study)[1]
+    assert cell(md, "batch=64", 4).startswith("NA")
+    assert "t1-batch-64-cfimdb/metrics.json: best_dev.cfimdb = 1.04 is outside [0, 1]" in md
