@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:  # the reading side only; training writes its records without pandas
+    import pandas as pd
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -216,6 +218,8 @@ def read_csv_checked(path: Path, text_columns: tuple[str, ...] = ()) -> tuple[pd
     """A run's CSV (history, telemetry): a last line cut mid-line (no line end: the writer was stopped) is
     left out and said; any other ragged line, or a non-number in a numeric column, is a ValueError
     naming the file and the line."""
+    import pandas as pd
+
     try:
         text = path.read_text()
     except UnicodeDecodeError as e:
