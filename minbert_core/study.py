@@ -21,7 +21,7 @@ import yaml
 
 from .atomic import atomic_write_text
 from .progress import format_duration
-from .runs import folder_lock, write_json
+from .runs import folder_lock, inside, write_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "minbert"
@@ -308,6 +308,7 @@ def _run_entry(notebook: str, folder: str, params: dict, kernel: str, name: str)
         params["resume"] = True  # interrupted earlier: continue from the checkpoint
     t0 = time.perf_counter()
     try:
+        inside(folder_p, folder_p.parent, "study run")  # folder is <study>/<run>: a link out is refused
         execute(Path(notebook), folder_p / "notebook.ipynb", params, kernel)
         atomic_write_text(folder_p / ".complete", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
         return "complete", None, time.perf_counter() - t0
@@ -466,6 +467,7 @@ class _Execution:
         rep = PlannedRun("report", "05_report", {"study_dir": str(self.out), "report_dir": str(report)})
         t0 = time.perf_counter()
         try:
+            inside(self.out / "report", self.out, "report")
             execute(self.nb_dir / "05_report.ipynb", self.out / "report" / "notebook.ipynb", rep.params, self.kernel)
             rep.status = "complete"
         except Exception as e:

@@ -26,7 +26,7 @@ from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
 from .run_state import TrainState, load_checkpoint, restore_rng, rng_state, seed_everything
-from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
+from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
 
@@ -616,6 +616,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
+            inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
             stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
             _check_run_folder(cfg, run_dir, resume)
         except Exception as e:

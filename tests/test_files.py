@@ -1,0 +1,121 @@
+"""Nothing is written outside its folder, and no file is read or downloaded without a bound (issue 22
+item 2): lock files never write through a link, run folders stay inside their runs folder, a data
+fetch has a deadline and a size cap, and a data path that is not a file says what it is."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from minbert_core.runs import folder_lock
+from minbert_core.study import _run_entry
+from minbert_core.train import TrainConfig, train
+
+FAST = dict(checkpoint="random:tiny", epochs=1, train_limit=24, eval_limit=16, batch_size=8,
+            telemetry_every=0, max_length=32, tasks=("sst",), strategy="single")
+PRECIOUS = "a committed result\n"
+
+
+def _cfg(tmp_path: Path, data_root: Path, **kw) -> TrainConfig:
+    return TrainConfig(**{**FAST, "runs_dir": str(tmp_path / "runs"), "data_dir": str(data_root), **kw})
+
+
+def _plant_lock(folder: Path, kind: str, victim: Path) -> None:
+    """Make `folder/.lock` something a lock must not write to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "symlink-inside":  # a link to the folder's own record
+        (folder / "metrics.json").write_text(PRECIOUS)
+        lock.symlink_to("metrics.json")
+    elif kind == "hardlink":
+        os.link(victim, lock)
+    elif kind == "other-content":
+        lock.write_text(PRECIOUS)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "directory":
+        lock.mkdir()
+
+
+LOCK_KINDS = ["symlink", "symlink-inside", "hardlink", "other-content", "fifo", "directory"]
+
+
+@pytest.mark.parametrize("what", ["run", "study"])
+@pytest.mark.parametrize("kind", LOCK_KINDS)
+def test_a_lock_never_writes_through_what_it_did_not_create(tmp_path, kind, what):
+    victim = tmp_path / "results" / "metrics.json"
+    victim.parent.mkdir()
+    victim.write_text(PRECIOUS)
+    folder = tmp_path / "f"
+    _plant_lock(folder, kind, victim)
+    with pytest.raises(ValueError, match=r"\.lock: .*(link|directory|regular file|other than a PID)"):
+        with folder_lock(folder, what):
+            pass
+    assert victim.read_text() == PRECIOUS
+    if kind == "symlink-inside":
+        assert (folder / "metrics.json").read_text() == PRECIOUS
+    if kind == "other-content":
+        assert (folder / ".lock").read_text() == PRECIOUS
+
+
+def test_a_linked_lock_in_a_run_folder_stops_the_run_and_destroys_nothing(tmp_path, data_root):
+    victim = tmp_path / "results" / "metrics.json"
+    victim.parent.mkdir()
+    victim.write_text(PRECIOUS)
+    _plant_lock(tmp_path / "runs" / "r", "symlink", victim)
+    with pytest.raises(ValueError, match=r"\.lock: .*link"):
+        train(_cfg(tmp_path, data_root, run_id="r"))
+    assert victim.read_text() == PRECIOUS
+
+
+def test_a_lock_file_left_by_an_earlier_holder_is_reused(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / ".lock").write_text("12345\n")  # what a killed holder leaves behind
+    with folder_lock(folder):
+        assert (folder / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_folder_linked_out_of_the_runs_folder_is_refused(tmp_path, data_root, resume):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text("{}")  # looks resumable
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "r").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside"):
+        train(_cfg(tmp_path, data_root, run_id="r"), resume=resume)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["config.json"]  # not even a .lock
+
+
+def test_a_link_inside_a_run_folder_pointing_out_is_refused(tmp_path, data_root):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match="a link out of the run folder"):
+        train(_cfg(tmp_path, data_root, run_id="r"))
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_run_folder_linked_inside_the_runs_folder_still_runs(tmp_path, data_root):
+    real = tmp_path / "runs" / "real"
+    real.mkdir(parents=True)
+    (tmp_path / "runs" / "alias").symlink_to(real, target_is_directory=True)
+    train(_cfg(tmp_path, data_root, run_id="alias"))
+    assert (real / "metrics.json").is_file()
+
+
+def test_a_study_run_folder_linked_elsewhere_fails_that_run_only(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "01_x").symlink_to(elsewhere, target_is_directory=True)
+    status, error, _ = _run_entry(str(tmp_path / "nb.ipynb"), str(study / "01_x"), {}, "none", "01_sentiment")
+    assert status == "failed" and "outside" in error and str(study / "01_x") in error
+    assert not list(elsewhere.iterdir())
