@@ -161,6 +161,9 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
     if spec is None:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(DATASETS)}")
     p = Path(path) if path is not None else file_path(task, split, root)
+    if p.exists() and not p.is_file():  # a folder, a FIFO, /dev/zero: found, but no data file
+        kind = "is a directory" if p.is_dir() else "is not a regular file (a FIFO, socket or device)"
+        raise ValueError(f"{p}: {kind}; a data path must be the CSV file itself: point it at the file")
     if not p.is_file():
         if split == "test" and spec.test_optional:
             log.warning("%s: not found; %s test predictions will be skipped", p, task)

@@ -119,3 +119,22 @@ def test_a_study_run_folder_linked_elsewhere_fails_that_run_only(tmp_path):
     status, error, _ = _run_entry(str(tmp_path / "nb.ipynb"), str(study / "01_x"), {}, "none", "01_sentiment")
     assert status == "failed" and "outside" in error and str(study / "01_x") in error
     assert not list(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev-zero"])
+@pytest.mark.parametrize("split", ["dev", "test"])  # test: an optional file that is absent is skipped, not this
+def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, split):
+    from minbert_core.data import file_path, load_split
+
+    p = file_path("para", split, tmp_path)
+    if kind == "directory":
+        p.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(p)  # reading it would wait for a writer forever
+    else:
+        p.symlink_to("/dev/zero")  # reading it would never end
+    expected = "is a directory" if kind == "directory" else "is not a regular file"
+    with pytest.raises(ValueError, match=f"{p}: {expected}"):
+        load_split("para", split, root=tmp_path)
+    with pytest.raises(ValueError, match=expected):
+        load_split("sst", "dev", path=p)
