@@ -138,3 +138,92 @@ def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, split):
         load_split("para", split, root=tmp_path)
     with pytest.raises(ValueError, match=expected):
         load_split("sst", "dev", path=p)
+
+
+# ---- what a finished run keeps (issue 24 item 5) ----------------------------------------------------
+
+def _metrics(run: Path) -> dict:
+    import json
+
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_a_completed_run_drops_last_pt_and_keeps_safetensors_weights(tmp_path, data_root):
+    from safetensors.torch import load_file
+
+    run = train(_cfg(tmp_path, data_root, run_id="done"))
+    ckpt = run / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.safetensors"]  # no optimizer state, no pickle
+    assert "encoder.embeddings.word_embeddings.weight" in load_file(ckpt / "best.safetensors")
+    kept = train(_cfg(tmp_path, data_root, run_id="kept", keep_last=True))
+    assert (kept / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_killed_run_still_resumes_and_then_drops_last_pt(tmp_path, data_root):
+    from helpers import stop_after
+
+    cfg = _cfg(tmp_path, data_root, run_id="cut", checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step=stop_after(2))
+    assert (tmp_path / "runs" / "cut" / "checkpoints" / "last.pt").is_file()
+    run = train(cfg, resume=True)
+    assert _metrics(run)["status"] == "complete" and _metrics(run)["steps"] == 3  # 24 rows / 8, resumed at 2
+    assert not (run / "checkpoints" / "last.pt").exists()
+
+
+def test_resuming_a_completed_run_reports_it_and_changes_nothing(tmp_path, data_root, capsys):
+    cfg = _cfg(tmp_path, data_root, run_id="done")
+    run = train(cfg)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert train(cfg, resume=True) == run
+    assert "done: already complete" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    with pytest.raises(ValueError, match="already holds a finished run"):  # without --resume, as before
+        train(cfg)
+
+
+def test_a_study_reruns_a_finished_run_missing_its_marker_as_a_resume(tmp_path, monkeypatch):
+    import minbert_core.study as study
+
+    seen = {}
+    monkeypatch.setattr(study, "execute", lambda nb, out, params, kernel: seen.update(params))
+    folder = tmp_path / "study" / "t2-sum"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text('{"status": "complete"}')  # killed before .complete was written
+    assert _run_entry("nb.ipynb", str(folder), {}, "k", "02_multitask")[0] == "complete"
+    assert seen.get("resume") is True
+    (folder / "metrics.json").write_text('{"status": "diverged"}')  # not resumed: the run says why it stopped
+    seen.clear()
+    _run_entry("nb.ipynb", str(folder), {}, "k", "02_multitask")
+    assert "resume" not in seen
+
+
+def test_an_old_runs_best_pt_still_loads(tmp_path, data_root):
+    """A run saved before safetensors: its best weights are a torch.save'd best.pt."""
+    import torch
+
+    from minbert_core.run_state import load_best, save_best
+
+    cfg = _cfg(tmp_path, data_root, run_id="old", keep_last=True)
+    run = train(cfg)
+    ckpt = run / "checkpoints"
+    weights = load_best(ckpt)
+    torch.save(weights, ckpt / "best.pt")  # as the old code wrote it
+    (ckpt / "best.safetensors").unlink()
+    (run / "metrics.json").unlink()  # killed before its records: resuming loads the best weights
+    before = (run / "predictions" / "sst-dev-output.csv").read_text()
+    train(cfg, resume=True)
+    assert (run / "predictions" / "sst-dev-output.csv").read_text() == before
+    assert all(torch.equal(v, weights[k]) for k, v in load_best(ckpt).items())
+    save_best(weights, ckpt)  # a newer best replaces the old file, so only one can be read
+    assert sorted(p.name for p in ckpt.iterdir() if p.name.startswith("best")) == ["best.safetensors"]
+
+
+def test_a_damaged_best_safetensors_is_named(tmp_path):
+    from minbert_core.run_state import load_best
+
+    (tmp_path / "best.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(ValueError, match="best.safetensors: not a loadable safetensors file"):
+        load_best(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no best.safetensors"):
+        load_best(tmp_path / "none")
