@@ -27,6 +27,8 @@ def _plant_lock(folder: Path, kind: str, victim: Path) -> None:
     lock = folder / ".lock"
     if kind == "symlink":
         lock.symlink_to(victim)
+    elif kind == "dangling-symlink":  # following it would create a file wherever it points
+        lock.symlink_to(victim.parent / "created-by-the-lock")
     elif kind == "symlink-inside":  # a link to the folder's own record
         (folder / "metrics.json").write_text(PRECIOUS)
         lock.symlink_to("metrics.json")
@@ -40,7 +42,7 @@ def _plant_lock(folder: Path, kind: str, victim: Path) -> None:
         lock.mkdir()
 
 
-LOCK_KINDS = ["symlink", "symlink-inside", "hardlink", "other-content", "fifo", "directory"]
+LOCK_KINDS = ["symlink", "dangling-symlink", "symlink-inside", "hardlink", "other-content", "fifo", "directory"]
 
 
 @pytest.mark.parametrize("what", ["run", "study"])
@@ -54,7 +56,7 @@ def test_a_lock_never_writes_through_what_it_did_not_create(tmp_path, kind, what
     with pytest.raises(ValueError, match=r"\.lock: .*(link|directory|regular file|other than a PID)"):
         with folder_lock(folder, what):
             pass
-    assert victim.read_text() == PRECIOUS
+    assert victim.read_text() == PRECIOUS and not (victim.parent / "created-by-the-lock").exists()
     if kind == "symlink-inside":
         assert (folder / "metrics.json").read_text() == PRECIOUS
     if kind == "other-content":
@@ -227,3 +229,19 @@ def test_a_damaged_best_safetensors_is_named(tmp_path):
         load_best(tmp_path)
     with pytest.raises(FileNotFoundError, match="no best.safetensors"):
         load_best(tmp_path / "none")
+
+
+def test_a_study_report_folder_linked_elsewhere_is_refused(tmp_path, monkeypatch):
+    import minbert_core.study as study
+
+    ran = []
+    monkeypatch.setattr(study, "execute", lambda *a: ran.append(a))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "report").symlink_to(elsewhere, target_is_directory=True)
+    ex = study._Execution({"profiles": {"p": {}}}, "p", [], out, tmp_path, 1, "k")
+    ex.run_report(out / "report")
+    assert ex.runs[-1].status == "failed" and "outside" in ex.runs[-1].error and not ran
+    assert not list(elsewhere.iterdir())
