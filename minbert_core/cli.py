@@ -21,7 +21,7 @@ def _cmd_fetch(a: argparse.Namespace) -> int:
 
     dest = Path(a.dest) if a.dest else data_dir()
     try:
-        status = fetch(dest, base_url=a.base_url, src_dir=getattr(a, "from"), only=a.only)
+        status = fetch(dest, base_url=a.base_url, src_dir=getattr(a, "from"), only=a.only, deadline=a.deadline)
     except FetchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -230,6 +230,8 @@ def _add_data_commands(sub) -> None:
     f.add_argument("--from", metavar="DIR", help="copy from a local folder instead of downloading")
     f.add_argument("--base-url", help="download from this URL prefix instead of upstream GitHub")
     f.add_argument("--only", nargs="+", metavar="FILE", help="fetch only these files")
+    f.add_argument("--deadline", type=float, default=600.0, metavar="S",
+                   help="seconds one file's whole download may take (default 600)")
     f.set_defaults(fn=_cmd_fetch)
     st = d.add_parser("stats", help="padded-token share of length-bucketed vs random batches")
     st.add_argument("--task", default="sst")

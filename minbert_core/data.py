@@ -148,6 +148,14 @@ def _parse_row(row: list[str], spec: DatasetSpec, cols: dict[str, int], need: in
     return Example(row[cols["id"]].strip(), texts[0], texts[1] if len(texts) > 1 else None, label), None
 
 
+def _refuse_non_file(p: Path) -> None:
+    """A data path that exists but is no regular file is named as what it is, not as 'not found':
+    reading a folder fails, a FIFO blocks and /dev/zero never ends."""
+    if p.exists() and not p.is_file():
+        kind = "is a directory" if p.is_dir() else "is not a regular file (a FIFO, socket or device)"
+        raise ValueError(f"{p}: {kind}; a data path must be the CSV file itself: point it at the file")
+
+
 def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
                path: str | Path | None = None, sample_seed: int = 0) -> Split | None:
     """Read one split. Returns None only for an optional test file that is absent.
@@ -161,6 +169,7 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
     if spec is None:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(DATASETS)}")
     p = Path(path) if path is not None else file_path(task, split, root)
+    _refuse_non_file(p)
     if not p.is_file():
         if split == "test" and spec.test_optional:
             log.warning("%s: not found; %s test predictions will be skipped", p, task)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes
+
 
 @dataclass
 class TrainState:
@@ -67,4 +69,40 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: not a loadable minbert checkpoint ({first[:200]}); it was not executed. "
-                         f"Delete it to restart the run from scratch (or from best.pt by hand)") from None
+                         f"Delete it to restart the run from scratch (or from the best weights by hand)") from None
+
+
+BEST = "best.safetensors"  # the best epoch's weights in a run's checkpoints/ folder
+OLD_BEST = "best.pt"  # what runs saved before (torch.save of the state dict); still read
+
+
+def save_best(state_dict: dict[str, torch.Tensor], checkpoints: Path) -> None:
+    """The best epoch's weights to checkpoints/best.safetensors, atomically: tensors only, so loading
+    them runs no code and needs no pickle. An older run's best.pt, now stale, is removed."""
+    from safetensors.torch import save
+
+    # copies: safetensors refuses tensors that share storage or are not contiguous
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state_dict.items()}
+    atomic_write_bytes(checkpoints / BEST, save(tensors))
+    (checkpoints / OLD_BEST).unlink(missing_ok=True)
+
+
+def load_best(checkpoints: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The best epoch's weights: best.safetensors, else the best.pt of a run saved before it.
+
+    Raises FileNotFoundError where the folder has neither, ValueError naming a damaged file.
+    """
+    path = checkpoints / BEST
+    if not path.is_file():
+        if (checkpoints / OLD_BEST).is_file():
+            return load_checkpoint(checkpoints / OLD_BEST, device)
+        raise FileNotFoundError(f"{checkpoints}: no {BEST} (nor an older {OLD_BEST}); the run saved no best "
+                                "weights yet: finish or resume it")
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:  # safetensors raises SafetensorError, OSError... for a damaged file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a loadable safetensors file ({first}); delete it and resume the run "
+                         "to write it again") from None

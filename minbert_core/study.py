@@ -21,7 +21,7 @@ import yaml
 
 from .atomic import atomic_write_text
 from .progress import format_duration
-from .runs import folder_lock, write_json
+from .runs import folder_lock, inside, write_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "minbert"
@@ -295,6 +295,14 @@ def _score_text(run_dir: Path) -> str:
     return "".join(f", dev {k} {v:.3f}" for k, v in best.items())
 
 
+def _finished(run_dir: Path) -> bool:
+    """A training run that completed (its last.pt is removed then), stopped before its `.complete`."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
 def _error_text(e: Exception) -> str:
     ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
     return f"{ename}: {evalue}".strip()
@@ -304,10 +312,11 @@ def _run_entry(notebook: str, folder: str, params: dict, kernel: str, name: str)
     """Execute one plan entry into its folder; returns (status, error, seconds). Never raises."""
     folder_p = Path(folder)
     params = dict(params)
-    if name in TRAINING_NOTEBOOKS and (folder_p / "checkpoints" / "last.pt").is_file():
-        params["resume"] = True  # interrupted earlier: continue from the checkpoint
+    if name in TRAINING_NOTEBOOKS and ((folder_p / "checkpoints" / "last.pt").is_file() or _finished(folder_p)):
+        params["resume"] = True  # interrupted earlier: continue from the checkpoint (a finished run: report it)
     t0 = time.perf_counter()
     try:
+        inside(folder_p, folder_p.parent, "study run")  # folder is <study>/<run>: a link out is refused
         execute(Path(notebook), folder_p / "notebook.ipynb", params, kernel)
         atomic_write_text(folder_p / ".complete", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
         return "complete", None, time.perf_counter() - t0
@@ -466,6 +475,7 @@ class _Execution:
         rep = PlannedRun("report", "05_report", {"study_dir": str(self.out), "report_dir": str(report)})
         t0 = time.perf_counter()
         try:
+            inside(self.out / "report", self.out, "report")
             execute(self.nb_dir / "05_report.ipynb", self.out / "report" / "notebook.ipynb", rep.params, self.kernel)
             rep.status = "complete"
         except Exception as e:

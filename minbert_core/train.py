@@ -25,8 +25,8 @@ from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
-from .run_state import TrainState, load_checkpoint, restore_rng, rng_state, seed_everything
-from .runs import atomic_torch_save, environment, folder_lock, new_run_id, write_csv, write_json
+from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
+from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
 
@@ -76,6 +76,7 @@ class TrainConfig:
     loss_weights: str = ""
     telemetry_every: int = 10  # record task-gradient cosines every N steps (0 = never)
     checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
+    keep_last: bool = False  # keep checkpoints/last.pt (weights + optimizer state) once the run completes
     # stop after the first epoch whose dev overall reaches this (0 = off): time-to-accuracy runs
     target_overall: float = 0.0
     time_budget_s: float = 0.0  # stop after the epoch in which training time passes this (0 = off)
@@ -516,12 +517,12 @@ class Trainer:
             self.state.best = {"score": Evaluator.selection_score(dev), "epoch": epoch + 1, "dev": dev}
             # the best weights' dev predictions: the dev submission files need not predict them again
             self.best_dev_predictions = {(t, "dev"): p for t, p in self.evaluator.last_predictions.items()}
-            atomic_torch_save(self.model.state_dict(), self.run_dir / "checkpoints" / "best.pt")
+            save_best(self.model.state_dict(), self.run_dir / "checkpoints")
         self._say(self._epoch_line(epoch, gstep, dev))
         return dev
 
     def _finish(self, final_dev: dict, gstep: int) -> dict:
-        self.model.load_state_dict(load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device))
+        self.model.load_state_dict(load_best(self.run_dir / "checkpoints", self.device))
         files = self.evaluator.write_predictions(self.run_dir, known=self.best_dev_predictions)
         baselines = {t: {**beats_trivial(t, self.state.best["dev"][t], self.data[t]["dev"].labels.float()),
                          "trained": t in self.train_tasks} for t in self.cfg.tasks}
@@ -541,6 +542,8 @@ class Trainer:
         }
         self._save_records()
         write_json(self.run_dir / "metrics.json", metrics)
+        if not self.cfg.keep_last:  # only resuming needs it, and a finished run is not resumed
+            (self.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
         return metrics
 
     def _diverged(self, msg: str, last: Path) -> None:
@@ -610,19 +613,37 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     run_dir = dist.broadcast_object(run_dir)  # every rank: rank 0's folder
     if not dist.is_main:
         error = dist.broadcast_object(None)  # rank 0's verdict on the folder and config
+        if error == _COMPLETE:
+            return run_dir
         if error:
             raise ValueError(error)
         Trainer(cfg, run_dir, progress=False, dist=dist).run(resume=resume, on_step=on_step)
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
+            inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
             stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
             _check_run_folder(cfg, run_dir, resume)
+            done = resume and _already_complete(run_dir)
         except Exception as e:
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
-        dist.broadcast_object(None)
+        dist.broadcast_object(_COMPLETE if done else None)
+        if done:
+            print(f"{run_dir.name}: already complete (see its metrics.json); nothing to resume", flush=True)
+            return run_dir
         return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
+
+
+_COMPLETE = "complete"  # rank 0's verdict: the run to resume has finished
+
+
+def _already_complete(run_dir: Path) -> bool:
+    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do."""
+    metrics = run_dir / "metrics.json"
+    if (run_dir / "checkpoints" / "last.pt").is_file() or not metrics.is_file():
+        return False
+    return json.loads(metrics.read_text()).get("status") == "complete"
 
 
 # where a run lives and computes, not what it trains: a run folder moved to another machine or path

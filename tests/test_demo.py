@@ -15,9 +15,9 @@ def test_demo_multitask_pcgrad_run_folder(tmp_path, data_root, capsys):
             "--lr-finetune", "5e-5", "--telemetry-every", "2", "--runs-dir", str(tmp_path), "--run-id", "demo"]
     assert main(args) == 0
     run = tmp_path / "demo"
-    for f in ("config.json", "metrics.json", "history.csv", "telemetry.csv", "checkpoints/best.pt",
-              "checkpoints/last.pt"):
+    for f in ("config.json", "metrics.json", "history.csv", "telemetry.csv", "checkpoints/best.safetensors"):
         assert (run / f).is_file(), f
+    assert not (run / "checkpoints" / "last.pt").exists()  # removed once complete (keep_last is off)
     for t in ("sst", "sts", "cfimdb"):
         lines = (run / "predictions" / f"{t}-test-output.csv").read_text().splitlines()
         assert lines[0].startswith("id \t Predicted_") and " , " in lines[1]

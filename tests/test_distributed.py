@@ -23,7 +23,8 @@ def _common(tmp_path, data_root) -> dict:
     # softmax ignores a shift shared by a query's scores) into steps of order lr
     return dict(checkpoint="random:tiny", epochs=1, epoch_rule="fixed", steps_per_epoch=3, train_limit=42,
                 eval_limit=16, batch_size=7, max_length=32, head_dropout=0.0, encoder_dropout=0.0,
-                telemetry_every=1, lr_finetune=1e-5, runs_dir=str(tmp_path), data_dir=str(data_root))
+                telemetry_every=1, lr_finetune=1e-5, runs_dir=str(tmp_path), data_dir=str(data_root),
+                keep_last=True)  # the tests compare the final last.pt of one and two processes
 
 
 def _worker(rank: int, world: int, init: str, common: dict, strategies: list[str]) -> None:

@@ -11,6 +11,7 @@ from helpers import stop_after
 import torch
 
 from minbert_core.cli import main
+from minbert_core.run_state import load_best
 from minbert_core.train import Trainer, TrainConfig, TrainingDiverged, train
 
 FAST = dict(checkpoint="random:tiny", epochs=2, train_limit=48, eval_limit=40, batch_size=8,
@@ -47,7 +48,7 @@ def test_multitask_pcgrad_run_folder_has_every_record(tmp_path, data_root):
     assert {"overall", "embeddings", "layer_0", "layer_1", "pooler"} == groups
     assert {(r["task_a"], r["task_b"]) for r in tele} == {("sst", "para"), ("sst", "sts"), ("para", "sts")}
     assert all(-1.0 <= float(r["cosine"]) <= 1.0 for r in tele)
-    assert (run / "checkpoints" / "best.pt").is_file()
+    assert (run / "checkpoints" / "best.safetensors").is_file()
     preds = sorted(p.name for p in (run / "predictions").iterdir())
     assert preds == ["para-dev-output.csv", "sst-dev-output.csv", "sst-test-output.csv",
                      "sts-dev-output.csv", "sts-test-output.csv"]
@@ -381,7 +382,7 @@ def test_dev_files_reuse_the_best_epochs_predictions_and_test_files_can_be_skipp
     assert all("test" not in splits for splits in trainer.data.values())  # not even read
     # the files hold what the best weights predict, computed afresh
     model = build_model(cfg, torch.device("cpu"))
-    model.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True))
+    model.load_state_dict(load_best(run / "checkpoints"))
     fresh = Evaluator(model, trainer.data, trainer.features, cfg.tasks, cfg.eval_batch_size)
     for task in cfg.tasks:
         values = [float(line.split(" , ")[1]) for line in
