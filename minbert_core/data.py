@@ -51,6 +51,11 @@ def _similarity(s: str) -> float:
     return v
 
 
+def _reversed_sentiment(s: str) -> int:
+    """An SST-5 label read backwards (y -> 4 - y): the positive control's task conflicts with SST by design."""
+    return 4 - _class_label(5)(s)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "sst": DatasetSpec({"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv",
                         "test": "ids-sst-test-student.csv"}, ("sentence",), "sentiment", _class_label(5)),
@@ -62,6 +67,9 @@ DATASETS: dict[str, DatasetSpec] = {
                         _class_label(2), test_optional=True),
     "sts": DatasetSpec({"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
                        ("sentence1", "sentence2"), "similarity", _similarity),
+    # Table 5's positive control: SST's own files and sentences, every label reversed
+    "sst_rev": DatasetSpec({"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv",
+                            "test": "ids-sst-test-student.csv"}, ("sentence",), "sentiment", _reversed_sentiment),
 }
 
 

@@ -113,3 +113,26 @@ def save(fig: plt.Figure, folder: str | Path, name: str) -> list[str]:
         out.append(str(p))
     return out
 
+
+
+def mechanism(points: pd.DataFrame) -> plt.Figure:
+    """A strategy's overall gain over the summed loss (y) against the sum run's gradient-norm dominance and
+    its conflict rate (x), one point per condition, seed and strategy (mechanism.points' frame).
+
+    Points whose summed-loss run did not learn every task are drawn hollow.
+    """
+    style()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    xs = {"dominance": "largest task's share of the summed gradient norms\n(sum run, median over steps)",
+          "conflict_rate": "share of steps with a negative task-gradient cosine\n(sum run, every pair)"}
+    for ax, (col, label) in zip(axes, xs.items()):
+        sns.scatterplot(data=points, x=col, y="gain", hue="condition", style="strategy", ax=ax, s=60,
+                        legend=ax is axes[-1])
+        hollow = points[~points["ref_learned"]]
+        ax.scatter(hollow[col], hollow["gain"], s=140, facecolors="none", edgecolors="black", linewidths=0.8)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set(xlabel=label, ylabel="overall gain over the summed loss")
+    if len(points):
+        axes[-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -87,7 +87,9 @@ def _training_defaults(nb_params: dict) -> dict:
     from .train import TrainConfig
 
     base = TrainConfig()
-    return {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig) if f.name in nb_params}
+    # a tuple field (tasks) is a comma-separated string in a notebook (papermill writes tuples as strings)
+    return {f.name: (",".join(v) if isinstance(v := getattr(base, f.name), tuple) else v)
+            for f in dataclasses.fields(TrainConfig) if f.name in nb_params}
 
 
 def _resolve_refs(params: dict, defaults: dict, where: str) -> dict:

@@ -1,6 +1,7 @@
 """The study's tasks: what each predicts, its loss, its metric and its submission-file header."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -80,6 +81,9 @@ TASKS: dict[str, TaskSpec] = {
                     zero_correlation_baseline, "r = 0", "STS-B", "STS", "Pearson r",
                     format_pred=lambda v: f"{v:.4f}", bi_head="cosine"),
 }
+# A positive control for gradient conflict (Table 5): SST with its labels reversed (y -> 4 - y) on the same
+# sentences, so its gradient opposes SST's by construction; scored like SST, against its own labels.
+TASKS["sst_rev"] = dataclasses.replace(TASKS["sst"], key="sst_rev", label="SST-5 reversed", short="SST-rev")
 
 
 def display_label(key: str) -> str:

@@ -1,0 +1,111 @@
+"""Why a gradient strategy helps or not, from the telemetry each run records (Table 5's mechanism).
+
+Two candidate explanations of a gain over the summed loss (issue 20):
+- gradient-norm dominance: one task's gradient on the shared encoder is much larger than the others', so
+  the sum follows it (a scale-invariant method such as IMTL-G, or GradNorm, rebalances it);
+- conflict: task gradients point against each other (negative cosine), which PCGrad's projection removes.
+Both are measured on the summed-loss run of the same condition and seed, on the telemetry group
+"overall" (every shared encoder parameter).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+GROUP = "overall"  # telemetry group of every shared encoder parameter
+
+
+def task_norms(telemetry: pd.DataFrame, group: str = GROUP) -> pd.DataFrame:
+    """Each task's gradient norm on the shared encoder per recorded step: a (steps, tasks) frame.
+
+    The telemetry has one row per task pair and step; a task's norm is the same in all its pairs.
+    """
+    t = telemetry[telemetry["group"] == group]
+    long = pd.concat([t[["step", "task_a", "norm_a"]].set_axis(["step", "task", "norm"], axis=1),
+                      t[["step", "task_b", "norm_b"]].set_axis(["step", "task", "norm"], axis=1)])
+    return long.groupby(["step", "task"])["norm"].first().unstack("task")
+
+
+def norm_shares(telemetry: pd.DataFrame, group: str = GROUP) -> pd.DataFrame:
+    """Each task's share of the summed gradient norms per recorded step (rows sum to 1)."""
+    n = task_norms(telemetry, group)
+    return n.div(n.sum(axis=1), axis=0)
+
+
+def dominance(telemetry: pd.DataFrame, group: str = GROUP) -> float:
+    """Median over recorded steps of the largest task's share of the summed gradient norms.
+
+    1/T when every task's gradient is as large as the others', near 1 when one task's dominates.
+    """
+    return float(norm_shares(telemetry, group).max(axis=1).median())
+
+
+def conflict_rates(telemetry: pd.DataFrame, group: str = GROUP) -> dict[str, float]:
+    """Per task pair ('a-b'), the share of recorded steps whose task gradients have a negative cosine."""
+    t = telemetry[telemetry["group"] == group]
+    return {f"{a}-{b}": float((g["cosine"] < 0).mean()) for (a, b), g in t.groupby(["task_a", "task_b"])}
+
+
+def conflict_rate(telemetry: pd.DataFrame, group: str = GROUP) -> float:
+    """The share of (step, task pair) records with a negative cosine, over every pair."""
+    t = telemetry[telemetry["group"] == group]
+    return float((t["cosine"] < 0).mean())
+
+
+def learned_at(history: pd.DataFrame, baselines: Mapping[str, Mapping]) -> dict[str, int | None]:
+    """Per task, the first training step at whose dev scoring the task beat its trivial baseline by its
+    margin (the report's learned test), or None if it never did."""
+    dev = history[history["kind"] == "dev"] if "kind" in history else history
+    out = {}
+    for task, b in baselines.items():
+        col = f"dev_{task}"
+        if col not in dev or not b.get("trained", True):
+            continue
+        above = dev[dev[col] > b["baseline"] + b["margin"]]
+        out[task] = int(above["step"].iloc[0]) if len(above) else None
+    return out
+
+
+def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum") -> pd.DataFrame:
+    """One row per (condition, seed, strategy) of `table` whose run and reference-column run both exist.
+
+    Columns: condition, seed, strategy, gain (overall minus the reference's overall, same condition and
+    seed), dominance and conflict_rate (of the reference run), ref_learned (every task of the reference
+    run learned). `runs` maps run names to records with .metrics and .telemetry.
+    """
+    entries = [e for e in study["runs"] if e.get("table") == table and e["name"] in runs]
+    ref = {(e["row"], e["params"]["seed"]): runs[e["name"]] for e in entries if e["column"] == reference}
+    rows = []
+    for e in entries:
+        key = (e["row"], e["params"]["seed"])
+        if e["column"] == reference or key not in ref or ref[key].telemetry is None:
+            continue
+        r, s = runs[e["name"]], ref[key]
+        gain = r.metrics["best_dev"].get("overall"), s.metrics["best_dev"].get("overall")
+        if None in gain:
+            continue
+        rows.append({"condition": e["row"], "seed": key[1], "strategy": e["column"],
+                     "gain": gain[0] - gain[1], "dominance": dominance(s.telemetry),
+                     "conflict_rate": conflict_rate(s.telemetry),
+                     "ref_learned": bool(s.metrics.get("learned", False))})
+    return pd.DataFrame(rows, columns=["condition", "seed", "strategy", "gain", "dominance", "conflict_rate",
+                                       "ref_learned"])
+
+
+def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
+    """Pearson r (and n) between a strategy's gain and each candidate predictor, over its points.
+
+    |r| must exceed 2/sqrt(n - 1) (about 2 standard errors of r under no correlation) to count.
+    """
+    p = pts[pts["strategy"] == strategy]
+    out = {}
+    for col in ("dominance", "conflict_rate"):
+        n = len(p)
+        ok = n >= 3 and p[col].std() > 0 and p["gain"].std() > 0
+        r = float(np.corrcoef(p[col], p["gain"])[0, 1]) if ok else float("nan")
+        bound = 2.0 / math.sqrt(n - 1) if n > 1 else float("inf")
+        out[col] = {"r": r, "n": n, "bound": bound, "predicts": bool(ok and abs(r) > bound)}
+    return out

@@ -1,0 +1,75 @@
+"""Table 5's mechanism (gradient-norm dominance, conflict rate, when a task learned) and the paper's
+did-not-learn cells, computed from records and data files."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from minbert_core import claims, mechanism
+
+
+def _telemetry(rows):
+    """rows: (step, a, b, cosine, norm_a, norm_b) on the shared encoder, plus a layer row to ignore."""
+    out = [{"step": s, "group": "overall", "task_a": a, "task_b": b, "cosine": c, "norm_a": na, "norm_b": nb}
+           for s, a, b, c, na, nb in rows]
+    out.append({"step": 1, "group": "layer_0", "task_a": "sst", "task_b": "sts", "cosine": -1.0,
+                "norm_a": 100.0, "norm_b": 100.0})
+    return pd.DataFrame(out)
+
+
+TELE = _telemetry([(1, "sst", "para", 0.5, 1.0, 1.0), (1, "sst", "sts", -0.2, 1.0, 8.0),
+                   (1, "para", "sts", -0.1, 1.0, 8.0),
+                   (2, "sst", "para", -0.3, 2.0, 1.0), (2, "sst", "sts", 0.1, 2.0, 1.0),
+                   (2, "para", "sts", 0.2, 1.0, 1.0)])
+
+
+def test_dominance_is_the_largest_tasks_share_of_the_summed_norms():
+    shares = mechanism.norm_shares(TELE)
+    assert shares.loc[1].to_dict() == pytest.approx({"para": 0.1, "sst": 0.1, "sts": 0.8})
+    assert shares.loc[2].to_dict() == pytest.approx({"para": 0.25, "sst": 0.5, "sts": 0.25})
+    assert mechanism.dominance(TELE) == pytest.approx((0.8 + 0.5) / 2)  # the layer_0 row is not counted
+
+
+def test_conflict_rate_counts_negative_cosines_per_pair_and_overall():
+    assert mechanism.conflict_rates(TELE) == {"para-sts": 0.5, "sst-para": 0.5, "sst-sts": 0.5}
+    assert mechanism.conflict_rate(_telemetry([(1, "sst", "para", -0.5, 1, 1), (2, "sst", "para", 0.5, 1, 1),
+                                               (3, "sst", "para", -0.1, 1, 1)])) == pytest.approx(2 / 3)
+
+
+def test_learned_at_is_the_first_dev_step_above_baseline_plus_margin():
+    hist = pd.DataFrame({"step": [10, 50, 100, 150], "kind": ["train", "dev", "dev", "dev"],
+                         "dev_sst": [None, 0.25, 0.31, 0.40], "dev_para": [None, 0.62, 0.62, 0.61]})
+    base = {"sst": {"baseline": 0.26, "margin": 0.03, "trained": True},
+            "para": {"baseline": 0.62, "margin": 0.01, "trained": True},
+            "sts": {"baseline": 0.0, "margin": 0.05, "trained": False}}
+    assert mechanism.learned_at(hist, base) == {"sst": 100, "para": None}
+
+
+def test_points_pair_each_strategy_with_the_sum_of_its_condition_and_seed():
+    def run(overall, learned=True, tele=TELE):
+        return SimpleNamespace(metrics={"best_dev": {"overall": overall}, "learned": learned}, telemetry=tele)
+
+    entries = [("a-sum", "A", "Sum", 1), ("a-pc", "A", "PCGrad", 1), ("a-sum-2", "A", "Sum", 2),
+               ("a-pc-2", "A", "PCGrad", 2), ("b-pc", "B", "PCGrad", 1)]  # B has no sum run: no point
+    study = {"runs": [{"name": n, "table": 5, "row": r, "column": c, "params": {"seed": s}}
+                      for n, r, c, s in entries]}
+    runs = {"a-sum": run(0.60), "a-pc": run(0.65), "a-sum-2": run(0.70, learned=False), "a-pc-2": run(0.68),
+            "b-pc": run(0.9)}
+    pts = mechanism.points(study, runs)
+    assert pts[["condition", "seed", "strategy"]].values.tolist() == [["A", 1, "PCGrad"], ["A", 2, "PCGrad"]]
+    assert pts["gain"].tolist() == pytest.approx([0.05, -0.02])
+    assert pts["ref_learned"].tolist() == [True, False]
+    summary = mechanism.predictor_summary(pts)
+    assert summary["dominance"]["n"] == 2 and not summary["dominance"]["predicts"]  # too few points
+
+
+def test_paper_cells_at_a_trivial_baseline_are_marked_from_the_dev_files(data_root):
+    marks = {(m["table"], m["column"], m["row"]): m["mark"] for m in claims.paper_marks(data_root)}
+    # Table 2: Combined Loss's PD 0.625 is Quora dev's majority share; Original's 0.385 is below it
+    assert "class 0's share 0.6247: one class predicted" in marks[(2, "Combined Loss", "PD dev Acc.")]
+    assert "nearest: class 1's share 0.3753" in marks[(2, "Original", "PD dev Acc.")]
+    assert (2, "Combined Loss w. Gradient Surgery", "PD dev Acc.") not in marks
+    assert (1, "Finetune-SST", "lr=1e-5 (pretrain), 1e-3 (finetune)") in marks
+    assert (1, "Finetune-SST", "Default") not in marks
