@@ -281,6 +281,21 @@ def strategies_figure(ctx: TableContext, spec: TableSpec) -> dict:
     return {f"table{ctx.number}_strategies": plots.dev_metrics(d.assign(metric=d["metric"].map(display_label)))}
 
 
+def mechanism_figure(ctx: TableContext, spec: TableSpec) -> dict:
+    """Each strategy's gain over the summed loss against the sum run's dominance and conflict rate."""
+    from . import mechanism, plots
+
+    pts = mechanism.points(ctx.study, ctx.records.runs, ctx.number)
+    return {f"table{ctx.number}_mechanism": plots.mechanism(pts)} if len(pts) else {}
+
+
+def mechanism_notes(ctx: TableContext) -> list[str]:
+    """Per condition, the telemetry of its summed-loss runs, and which explanation predicts the gains."""
+    from . import mechanism
+
+    return mechanism.condition_notes(ctx.study, ctx.records.runs, ctx.number)
+
+
 # --- the registry -----------------------------------------------------------------------------------------------
 
 TABLES: dict[int, TableSpec] = {
@@ -304,8 +319,8 @@ TABLES: dict[int, TableSpec] = {
     5: TableSpec("Table 5: gradient strategies under conditions (not in the paper)", conditions_layout,
                  notes=(fixed_note("not in the paper: each condition (a block) changes the setting of the first one "
                                    "as said below; in each, the strategies are compared with its summed loss"),
-                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed")))),
-                 needs=("row", "column")),
+                        changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed"))), mechanism_notes),
+                 figures=(mechanism_figure,), needs=("row", "column")),
 }
 
 
@@ -339,8 +354,21 @@ def build_tables(records: StudyRecords, tables_dir: Path) -> dict[int, str]:
         _check_placed(ctx, TABLES[n])
         md[n] = TABLES[n].layout(ctx, TABLES[n], tables_dir)
         atomic_write_text(tables_dir / f"table{n}.md", md[n])
-    atomic_write_text(tables_dir / "report.md", "\n".join(md.values()))
+    claims = _claims_section(records)
+    atomic_write_text(tables_dir / "claims.md", claims)
+    atomic_write_text(tables_dir / "report.md", "\n".join([*md.values(), claims]))
     return md
+
+
+def _claims_section(records: StudyRecords) -> str:
+    """The paper's claims checked against the study; without the data files, the paper's marks are skipped."""
+    from . import claims
+
+    try:
+        return claims.claims_markdown(records)
+    except FileNotFoundError as err:
+        log.warning("claims: %s", err)
+        return claims.claims_markdown(records, marks=False) + f"\n(the paper's marks need the data files: {err})\n"
 
 
 def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, list[str]]:

@@ -73,3 +73,19 @@ def test_paper_cells_at_a_trivial_baseline_are_marked_from_the_dev_files(data_ro
     assert (2, "Combined Loss w. Gradient Surgery", "PD dev Acc.") not in marks
     assert (1, "Finetune-SST", "lr=1e-5 (pretrain), 1e-3 (finetune)") in marks
     assert (1, "Finetune-SST", "Default") not in marks
+
+
+def test_claims_of_the_committed_cpu_study_get_their_verdicts_from_the_records():
+    from pathlib import Path
+
+    from minbert_core.runs import load_study
+
+    records = load_study(Path(__file__).resolve().parents[1] / "results" / "study-cpu")
+    got = {c["claim"]: c for c in claims.claims(records)}
+    assert got["Table 1: fine-tuning at lr 1e-3 (the flipped rates) fails"]["verdict"] == "reproduced"
+    pc = got["Table 2: PCGrad improves on the summed loss"]
+    assert pc["verdict"].startswith("not reproduced") or pc["verdict"].startswith("reproduced only under")
+    assert "within the seed spread" in pc["ours"] and "3 vs 3 seeds" in pc["ours"]
+    assert got["Table 2: training on all three tasks (summed loss) lifts Quora and STS over SST-only"][
+        "verdict"] == "reproduced"
+    assert len(got) == 5
