@@ -1,0 +1,134 @@
+"""Inputs that used to lose rows, test ids or whole runs (issue 21): user files with a stray quote, an
+empty test sentence or a non-finite label; configs with a non-finite or absurd number; checkpoints
+whose tables do not fit what the tokenizer and the data feed them."""
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+
+from minbert_core.data import DATASETS, load_split
+
+QUORA = "\tid\tsentence1\tsentence2\tis_duplicate\n"
+STS_TEST = "\tid\tsentence1\tsentence2\n"
+SST_TEST = "\tid\tsentence\n"
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# ---- one line is one record: a stray quote swallows nothing -----------------------------------------
+
+def _quora(rows):
+    return QUORA + "".join(f"{i}\tq{i}\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate(rows, 1))
+
+
+ROWS = [("How do I learn Python?", "What is the best way to learn Python?", "1.0"),
+        ("Is it cold in Oslo?", "Is it hot in Cairo?", "0.0"),
+        ("Why is the sky blue?", "What makes the sky blue?", "1.0"),
+        ("How tall is Everest?", "How old is Everest?", "0.0"),
+        ('What does "ok" mean?', "Where does the word ok come from?", "1.0"),
+        ("Is tea healthy?", "Is coffee healthy?", "0.0")]
+
+
+@pytest.mark.parametrize("row,col,text", [
+    (1, 0, '"Dune is the best book ever, is it?'),  # the case: sentence1 opens a quote, never closes it
+    (2, 1, '"Which sci-fi book is best?'),  # the same in sentence2
+    (0, 0, '"How do I ""learn"" Python?'),  # an escaped quote inside the open one
+])
+def test_a_stray_quote_swallows_no_records(tmp_path, caplog, row, col, text):
+    rows = [list(r) for r in ROWS]
+    rows[row][col] = text
+    p = _write(tmp_path, "quora-train.csv", _quora(rows))
+    with caplog.at_level(logging.WARNING, "minbert.data"):
+        s = load_split("para", "train", path=p)
+    assert s.rows_read == 6 and len(s) == 6 and not s.skipped
+    assert [e.label for e in s.examples] == [1, 0, 1, 0, 1, 0]
+    assert [e.id for e in s.examples] == [f"q{i}" for i in range(1, 7)]
+    assert s.repaired == [(row + 2, "a quote does not close within its field; read as plain tab-separated text")]
+    assert f"quora-train.csv:{row + 2}: row kept" in caplog.text
+    assert s.examples[4].text_a == 'What does "ok" mean?'  # a quote inside a field stays a quote
+
+
+def test_a_quoted_tab_is_a_skipped_record_not_a_merged_one(tmp_path):
+    """A quoted field that closes but holds a tab: no sentence in these formats has one, so the line is
+    read as plain text; its extra field makes it a reported, counted skip, and no other row moves."""
+    rows = [list(r) for r in ROWS]
+    rows[3][1] = '"a quoted field\twith a tab"'
+    s = load_split("para", "train", path=_write(tmp_path, "quora-train.csv", _quora(rows)))
+    assert s.rows_read == 6 and [e.id for e in s.examples] == ["q1", "q2", "q3", "q5", "q6"]
+    assert s.skipped == [(5, "too many fields (6, the header has 5): a tab inside a sentence?")]
+    assert [e.label for e in s.examples] == [1, 0, 1, 1, 0]
+
+
+def test_quoted_fields_still_unescape(tmp_path):
+    p = _write(tmp_path, "quora-dev.csv", QUORA + '1\ta\t"He said ""hi"" twice"\tb\t1\n2\tb\tc\td\t0\n')
+    s = load_split("para", "dev", path=p)
+    assert s.examples[0].text_a == 'He said "hi" twice' and not s.repaired and len(s) == 2
+
+
+def test_shipped_files_parse_to_their_manifest_counts(data_root):
+    """Every record of every shipped file is read, and none needs the plain-text fallback."""
+    manifest = {r["file"]: int(r["rows"]) for r in
+                csv.DictReader((data_root / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t")}
+    checked = 0
+    for task, spec in DATASETS.items():
+        for split, name in spec.files.items():
+            if name not in manifest:
+                continue
+            s = load_split(task, split, root=data_root)
+            assert s.rows_read == manifest[name] == len(s) + len(s.skipped), name
+            assert not s.repaired, (name, s.repaired[:3])
+            checked += 1
+    assert checked >= len(manifest) - 1  # every file but, at most, one no task reads
+
+
+# ---- labels: every invalid one is skipped with its line, none aborts the run ------------------------
+
+@pytest.mark.parametrize("task,label", [("sst", "inf"), ("sst", "-inf"), ("sst", "nan"), ("sst", "1e400"),
+                                        ("sst", "Infinity"), ("sst", "2_0"), ("para", "1e400"),
+                                        ("para", "inf"), ("sts", "1e400"), ("sts", "nan"), ("sts", "4_5")])
+def test_non_finite_and_odd_labels_are_skipped_with_their_line(tmp_path, caplog, task, label):
+    spec = DATASETS[task]
+    header = "\tid\t" + "\t".join(spec.text_columns) + f"\t{spec.label_column}\n"
+    texts = "\t".join("a sentence" for _ in spec.text_columns)
+    good = {"sst": "2", "para": "1", "sts": "2.5"}[task]
+    p = _write(tmp_path, "f.csv", header + f"0\ta\t{texts}\t{good}\n1\tb\t{texts}\t{label}\n")
+    with caplog.at_level(logging.WARNING, "minbert.data"):
+        s = load_split(task, "train", path=p)
+    assert [e.id for e in s.examples] == ["a"] and [ln for ln, _ in s.skipped] == [3]
+    assert repr(label) in s.skipped[0][1] and "f.csv:3: skipped row" in caplog.text
+
+
+# ---- test rows are never skipped: the submission needs every id -------------------------------------
+
+@pytest.mark.parametrize("line,note", [
+    ("2\tt2\tI agree with you on that point.\t\n", "empty sentence2"),  # the case
+    ("2\tt2\t \tA dog is running.\n", "empty sentence1"),
+    ("2\tt2\tI agree with you on that point.\n", "no sentence2 field, read as empty"),
+    ("2\tt2\tI agree\x00.\tYes.\n", "NUL byte in sentence1 removed"),
+    ("2\tt2\tI agree\twith a tab.\tYes.\n", "too many fields (5, the header has 4): a tab inside a sentence?"),
+])
+def test_a_damaged_test_row_keeps_its_id(tmp_path, caplog, line, note):
+    p = _write(tmp_path, "sts-test-student.csv", STS_TEST + "1\tt1\tA band plays.\tA band sings.\n" + line
+               + "3\tt3\tA dog runs.\tA dog is running.\n")
+    with caplog.at_level(logging.WARNING, "minbert.data"):
+        s = load_split("sts", "test", path=p)
+    assert [e.id for e in s.examples] == ["t1", "t2", "t3"] and not s.skipped
+    assert s.repaired == [(3, note)] and "sts-test-student.csv:3: row kept" in caplog.text
+
+
+def test_an_empty_single_sentence_test_row_keeps_its_id(tmp_path):
+    p = _write(tmp_path, "t.csv", SST_TEST + "0\ta\tGood.\n1\tb\t   \n")
+    s = load_split("sst", "test", path=p)
+    assert [(e.id, e.text_a) for e in s.examples] == [("a", "Good."), ("b", "")]
+
+
+def test_a_test_row_without_an_id_is_an_error_naming_its_line(tmp_path):
+    p = _write(tmp_path, "t.csv", SST_TEST + "0\ta\tGood.\n1\t \tBad.\n")
+    with pytest.raises(ValueError, match=r"t\.csv:3: test row has no id; the submission file needs every test id"):
+        load_split("sst", "test", path=p)
