@@ -132,3 +132,36 @@ def test_a_test_row_without_an_id_is_an_error_naming_its_line(tmp_path):
     p = _write(tmp_path, "t.csv", SST_TEST + "0\ta\tGood.\n1\t \tBad.\n")
     with pytest.raises(ValueError, match=r"t\.csv:3: test row has no id; the submission file needs every test id"):
         load_split("sst", "test", path=p)
+
+
+# ---- config numbers: non-finite and absurd values are refused at construction, naming the key --------
+
+@pytest.mark.parametrize("key,value", [
+    ("lr_finetune", "nan"), ("lr_finetune", float("nan")), ("lr_finetune", 1e308), ("lr_pretrain", "inf"),
+    ("lr_head", float("-inf")), ("weight_decay", "1e400"), ("weight_decay", 1e6), ("time_budget_s", float("inf")),
+    ("target_overall", float("nan")), ("target_overall", 2.0), ("head_dropout", "nan"),
+    ("encoder_dropout", float("nan")), ("lr_finetune", 10**400), ("seed", 2**40)])
+def test_non_finite_or_absurd_numbers_are_refused_naming_the_key(key, value):
+    from minbert_core.train import TrainConfig
+
+    with pytest.raises(ValueError, match=f"^{key} must be"):
+        TrainConfig(**{key: value})
+
+
+@pytest.mark.parametrize("key,value", [("loss_weights", "sts=1e308"), ("loss_weights", "sts=nan"),
+                                       ("dev_limits", "para=1e400"), ("dev_limits", "para=2.5")])
+def test_per_task_numbers_are_refused_naming_the_key(key, value):
+    from minbert_core.train import TrainConfig
+
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        TrainConfig(**{key: value})
+
+
+def test_cli_nan_learning_rate_fails_before_the_run_folder(tmp_path, data_root, capsys):
+    from minbert_core.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["train", "--task", "sst", "--checkpoint", "random:tiny", "--runs-dir", str(runs),
+                 "--data-dir", str(data_root), "--lr-finetune", "nan"]) == 2
+    assert capsys.readouterr().err.startswith("error: lr_finetune must be float (a finite number); got nan")
+    assert not runs.exists()
