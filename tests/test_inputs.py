@@ -165,3 +165,34 @@ def test_cli_nan_learning_rate_fails_before_the_run_folder(tmp_path, data_root, 
                  "--data-dir", str(data_root), "--lr-finetune", "nan"]) == 2
     assert capsys.readouterr().err.startswith("error: lr_finetune must be float (a finite number); got nan")
     assert not runs.exists()
+
+
+# ---- a checkpoint's config.json: every number checked when it is read, naming the file and key -------
+
+TINY_HF = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+               max_position_embeddings=128, type_vocab_size=2)
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("hidden_size", 1e12, "hidden_size must be a whole number"), ("hidden_size", 10**12, "hidden_size must be"),
+    ("hidden_size", -32, "hidden_size must be"), ("hidden_size", "32", "hidden_size must be"),
+    ("hidden_size", 30, "hidden_size 30 is not divisible by num_attention_heads 4"),
+    ("num_attention_heads", 0, "num_attention_heads must be"), ("num_hidden_layers", 1.5, "num_hidden_layers must be"),
+    ("vocab_size", 10**9, "vocab_size must be"), ("max_position_embeddings", 0, "max_position_embeddings must be"),
+    ("type_vocab_size", 0, "type_vocab_size must be"), ("layer_norm_eps", float("nan"), "layer_norm_eps must be"),
+    ("hidden_dropout_prob", 2.0, "hidden_dropout_prob must be"), ("pad_token_id", 40000, "pad_token_id 40000"),
+    ("intermediate_size", 2**17, "parameters, over 1e+10"),
+])
+def test_checkpoint_config_is_checked_naming_file_and_key(tmp_path, key, value, says):
+    import json
+
+    from minbert_core.model import BertModel
+
+    d = {**TINY_HF, key: value}
+    if key == "intermediate_size":  # each size in bounds, the encoder they make is not
+        d.update(hidden_size=2**15, num_attention_heads=2**10, num_hidden_layers=256)
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError) as e:
+        BertModel.from_pretrained(tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'config.json'}: ") and says in msg and "\n" not in msg, msg
