@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .batching import BucketBatchSampler, TokenizedSplit
-from .build import build_model, build_optimizer, load_run_data
+from .build import build_model, build_optimizer, fit_inputs, load_run_data
 from .config import override
 from .distributed import Dist
 from .evaluation import Evaluator
@@ -617,6 +617,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     dist = dist or Dist()
     if resume and not cfg.run_id:
         raise ValueError("resume needs run_id (the run folder's name)")
+    fit_inputs(cfg)  # before the run folder is made: a checkpoint whose tables cannot take the data fails here
     run_dir = None
     if dist.is_main:
         run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))

@@ -181,7 +181,7 @@ TINY_HF = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attent
     ("vocab_size", 10**9, "vocab_size must be"), ("max_position_embeddings", 0, "max_position_embeddings must be"),
     ("type_vocab_size", 0, "type_vocab_size must be"), ("layer_norm_eps", float("nan"), "layer_norm_eps must be"),
     ("hidden_dropout_prob", 2.0, "hidden_dropout_prob must be"), ("pad_token_id", 40000, "pad_token_id 40000"),
-    ("intermediate_size", 2**17, "parameters, over 1e+10"),
+    ("vocab_size", 2**22, "parameters, over 1e+10"),
 ])
 def test_checkpoint_config_is_checked_naming_file_and_key(tmp_path, key, value, says):
     import json
@@ -189,10 +189,149 @@ def test_checkpoint_config_is_checked_naming_file_and_key(tmp_path, key, value, 
     from minbert_core.model import BertModel
 
     d = {**TINY_HF, key: value}
-    if key == "intermediate_size":  # each size in bounds, the encoder they make is not
-        d.update(hidden_size=2**15, num_attention_heads=2**10, num_hidden_layers=256)
+    if value == 2**22:  # each size in bounds, the encoder they make is not (a 512 GB word table)
+        d.update(hidden_size=2**15)
     (tmp_path / "config.json").write_text(json.dumps(d))
     with pytest.raises(ValueError) as e:
         BertModel.from_pretrained(tmp_path)
     msg = str(e.value)
     assert msg.startswith(f"{tmp_path / 'config.json'}: ") and says in msg and "\n" not in msg, msg
+
+
+# ---- a checkpoint's tables must take what the tokenizer and the data feed them -----------------------
+
+def _checkpoint(tmp_path, name, **shape):
+    """A tiny random checkpoint folder of `shape` with the MiniLM uncased vocabulary."""
+    import shutil
+
+    from conftest import TINY
+
+    from minbert_core.checkpoints import resolve_checkpoint
+    from minbert_core.config import override
+    from minbert_core.sanity import random_checkpoint
+
+    folder = random_checkpoint(override(TINY, shape), tmp_path / name)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (resolve_checkpoint("minilm-l6") / f).is_file():  # tokenizer.json: no slow-to-fast conversion
+            shutil.copy(resolve_checkpoint("minilm-l6") / f, folder)
+    return folder
+
+
+RUN = dict(epochs=1, train_limit=16, eval_limit=8, batch_size=8, telemetry_every=0, max_length=32)
+
+
+def test_one_row_token_type_table_takes_pairs_as_type_0(tmp_path, data_root):
+    """The case: type_vocab_size 1 (several BERT-family checkpoints have no segment table) and
+    cross-encoded pairs; it failed after the run folder was made with a 73-line IndexError."""
+    from minbert_core.train import Trainer, TrainConfig
+
+    cfg = TrainConfig(**RUN, tasks=("sts",), strategy="sum", checkpoint=str(_checkpoint(tmp_path, "tt1",
+                      type_vocab_size=1)), data_dir=str(data_root))
+    tr = Trainer(cfg, tmp_path / "run", progress=False)
+    m = tr.run()
+    assert m["status"] == "complete" and m["predictions"][-1] == "predictions/sts-test-output.csv"
+    assert any("1 token type (type_vocab_size) and cross-encoded pairs (sts) use 2: every token gets type 0" in w
+               for w in m["warnings"])
+    assert {t for f in tr.data["sts"]["train"].features for t in f["token_type_ids"]} == {0}
+
+
+def test_two_row_table_keeps_both_token_types(tmp_path, data_root):
+    from minbert_core.build import fit_inputs, load_run_data
+    from minbert_core.train import TrainConfig
+
+    cfg = TrainConfig(**RUN, tasks=("sts",), strategy="sum", checkpoint="random:tiny", data_dir=str(data_root))
+    assert fit_inputs(cfg).token_types and not fit_inputs(cfg).notes
+    data = load_run_data(cfg, ("sts",))[0]
+    assert {t for f in data["sts"]["train"].features for t in f["token_type_ids"]} == {0, 1}
+
+
+@pytest.mark.parametrize("shape,args,says", [
+    ({"vocab_size": 1000}, [], "its tokenizer has 30522 tokens but the word-embedding table has 1000 rows"),
+    ({"hidden_size": 10**12}, [], "config.json: hidden_size must be a whole number in 1..32768; got 1000000000000"),
+    ({"num_attention_heads": 5}, [], "config.json: hidden_size 32 is not divisible by num_attention_heads 5"),
+])
+def test_a_checkpoint_that_cannot_take_the_data_fails_before_the_run_folder(tmp_path, data_root, capsys, shape,
+                                                                              args, says):
+    import json
+
+    from minbert_core.cli import main
+
+    folder = _checkpoint(tmp_path, "ck")
+    if "vocab_size" in shape:
+        folder = _checkpoint(tmp_path, "ck2", **shape)
+    else:  # sizes our own BertConfig refuses to build: written into config.json by hand
+        (folder / "config.json").write_text(json.dumps({**json.loads((folder / "config.json").read_text()),
+                                                        **shape}))
+    runs = tmp_path / "runs"
+    assert main(["multitask", "--tasks", "sts", "--strategy", "sum", "--checkpoint", str(folder), "--runs-dir",
+                 str(runs), "--data-dir", str(data_root), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1, err
+    assert not runs.exists()
+
+
+def _cfimdb(tmp_path, test_words: int):
+    """A CFIMDB folder: short training and dev reviews, and one test review of about `test_words` tokens."""
+    d = tmp_path / "cfimdb"
+    d.mkdir()
+    head = "\tid\tsentence\tsentiment\n"
+    rows = "".join(f"{i}\tr{i}\t{'a fine film' if i % 2 else 'a dull film'}\t{i % 2}\n" for i in range(8))
+    (d / "ids-cfimdb-train.csv").write_text(head + rows)
+    (d / "ids-cfimdb-dev.csv").write_text(head + rows)
+    (d / "ids-cfimdb-test-student.csv").write_text("\tid\tsentence\n0\tt0\tshort review\n"
+                                                   f"1\tt1\t{' '.join(['film'] * test_words)}\n")
+    return d
+
+
+def test_max_length_above_the_positions_is_capped_and_the_run_finishes(tmp_path, caplog):
+    """The case: --max-length 1024 on an encoder of 512 positions trained, then failed writing test
+    predictions (no metrics.json, no test file). Here: 128 positions, --max-length 256, a 200-token review."""
+    import json
+
+    from minbert_core.cli import main
+
+    folder = _checkpoint(tmp_path, "ck")  # max_position_embeddings 128
+    runs = tmp_path / "runs"
+    assert main(["train", "--task", "cfimdb", "--checkpoint", str(folder), "--max-length", "256", "--epochs", "1",
+                 "--runs-dir", str(runs), "--run-id", "r", "--data-dir", str(_cfimdb(tmp_path, 200))]) == 0
+    m = json.loads((runs / "r" / "metrics.json").read_text())
+    assert m["status"] == "complete"
+    assert sorted(m["predictions"]) == ["predictions/cfimdb-dev-output.csv", "predictions/cfimdb-test-output.csv"]
+    test_ids = [ln.split(" , ")[0] for ln in (runs / "r" / m["predictions"][1]).read_text().splitlines()[1:]]
+    assert sorted(test_ids) == ["t0", "t1"]
+    note = "max_length 256 is above the 128 positions of checkpoint"
+    assert any(note in w and "cut at 128 tokens" in w for w in m["warnings"]) and note in caplog.text
+
+
+def test_an_empty_test_sentence_is_predicted_and_submitted(tmp_path, data_root):
+    """The case: test row 2 with an empty sentence2 was skipped; the submission lacked its id, exit 0."""
+    import shutil
+
+    from minbert_core.train import TrainConfig, train
+
+    d = tmp_path / "data"
+    d.mkdir()
+    for split in ("train", "dev"):
+        shutil.copy(data_root / f"sts-{split}.csv", d)
+    (d / "sts-test-student.csv").write_text(STS_TEST + "1\tt1\tA band is performing.\tA band is playing.\n"
+                                            "2\tt2\tI agree with you on that point.\t\n"
+                                            "3\tt3\t\tA dog is running in a garden.\n")
+    run = train(TrainConfig(**{**RUN, "eval_limit": 0}, tasks=("sts",), strategy="sum", checkpoint="random:tiny",
+                            dev_limits="sts=8", runs_dir=str(tmp_path / "runs"), data_dir=str(d), run_id="r"))
+    lines = (run / "predictions" / "sts-test-output.csv").read_text().splitlines()
+    assert [ln.split(" , ")[0] for ln in lines[1:]] == ["t1", "t2", "t3"]
+
+
+@pytest.mark.parametrize("tasks,max_length", [(("sts",), 3), (("sst",), 2), (("sts",), 1)])
+def test_max_length_with_no_room_beside_the_special_tokens_is_refused(tasks, max_length):
+    """Below [CLS] [SEP] ([SEP]) the tokenizer does not truncate at all: a 600-token review would reach the
+    encoder whole, past its positions."""
+    from minbert_core.build import fit_inputs
+    from minbert_core.tokenizer import encode, load_tokenizer
+    from minbert_core.train import TrainConfig
+
+    with pytest.raises(ValueError, match=f"max_length {max_length} .*leaves no room for a token beside"):
+        fit_inputs(TrainConfig(tasks=tasks, checkpoint="random:tiny", max_length=max_length, strategy="sum"))
+    pair = ["a b c d"] if len(tasks[0]) == 3 else None
+    with pytest.raises(ValueError, match=f"max_length {max_length} leaves no room"):
+        encode(load_tokenizer("minilm-l6"), ["one two three four five"], pair, max_length=max_length)
