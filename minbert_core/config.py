@@ -22,6 +22,34 @@ def override(cfg: T, overrides: Mapping[str, Any] | None = None, **kw: Any) -> T
     return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
+# What a BERT-family config.json may hold; above these a typo would reach the allocator as a raw error
+# that names neither file nor key (bert-large: 1024 wide, 24 layers; the largest known vocabularies ~250k)
+_BERT_INTS = {"vocab_size": (1, 2**22), "hidden_size": (1, 2**15), "num_hidden_layers": (1, 256),
+              "num_attention_heads": (1, 2**10), "intermediate_size": (1, 2**17),
+              "max_position_embeddings": (1, 2**17), "type_vocab_size": (1, 2**10), "pad_token_id": (0, 2**22)}
+MAX_ENCODER_PARAMETERS = 10**10  # 40 GB of float32 weights
+
+
+def _check_bert_fields(cfg: "BertConfig") -> None:
+    """Types, ranges and sizes of every BertConfig number; a ValueError naming the key."""
+    for key, (lo, hi) in _BERT_INTS.items():
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{key} must be a whole number in {lo}..{hi}; got {v!r} ({type(v).__name__})")
+    for key, lo_open in (("hidden_dropout_prob", False), ("attention_probs_dropout_prob", False),
+                         ("layer_norm_eps", True)):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1 if lo_open else 0 <= v < 1):
+            raise ValueError(f"{key} must be a number in {'(0' if lo_open else '[0'}, 1); got {v!r}")
+    if cfg.pad_token_id >= cfg.vocab_size:
+        raise ValueError(f"pad_token_id {cfg.pad_token_id} is outside the vocabulary (vocab_size {cfg.vocab_size})")
+    h, n = cfg.hidden_size, (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size
+    n += cfg.num_hidden_layers * (4 * h * h + 2 * h * cfg.intermediate_size)
+    if n > MAX_ENCODER_PARAMETERS:
+        raise ValueError(f"these sizes make an encoder of {n:.3g} parameters, over {MAX_ENCODER_PARAMETERS:.0e}: "
+                         "check hidden_size, intermediate_size, num_hidden_layers and vocab_size")
+
+
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
     """Shape and regularisation of a BERT encoder (field names follow Hugging Face's config.json)."""
@@ -41,6 +69,7 @@ class BertConfig:
     attn_impl: str = "sdpa"  # "sdpa" (fast, fused kernel) or "reference" (explicit softmax(QK^T)V)
 
     def __post_init__(self) -> None:
+        _check_bert_fields(self)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
@@ -53,7 +82,10 @@ class BertConfig:
 
     @classmethod
     def from_hf_dict(cls, d: Mapping[str, Any], source: str = "config") -> "BertConfig":
-        """Build from a Hugging Face config.json dict; keys BERT does not use are ignored."""
+        """Build from a Hugging Face config.json dict; keys BERT does not use are ignored. A missing or
+        invalid key is a ValueError naming `source` and the key."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{source}: a config must be a JSON object; got {type(d).__name__}")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(
                 f"{source}: position_embedding_type {d['position_embedding_type']!r} is not supported "
@@ -65,15 +97,18 @@ class BertConfig:
         if missing:
             raise ValueError(f"{source}: missing BERT config key(s): {', '.join(missing)}")
         kw = {k: d[k] for k in names if k in d and d[k] is not None}
-        return cls(**kw)
+        try:
+            return cls(**kw)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: {e}") from None
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "BertConfig":
         """Read a Hugging Face config.json."""
         path = Path(path)
         try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
         return cls.from_hf_dict(d, source=str(path))
 

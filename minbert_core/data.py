@@ -1,17 +1,20 @@
 """Reading the CS224N tab-separated data files (SST-5, CFIMDB, Quora, STS-B).
 
-Bad rows are reported with file and line, skipped and counted; they never reach training.
+Bad labelled rows are reported with file and line, skipped and counted; they never reach training.
+Test rows are never skipped (the submission file needs every id): a damaged one is kept, reported
+and counted. One line is one record, so a record count never drops silently below the line count.
 """
 from __future__ import annotations
 
 import csv
-import io
 import logging
+import math
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 log = logging.getLogger("minbert.data")
 
@@ -29,12 +32,24 @@ class DatasetSpec:
     test_optional: bool = False  # the unlabeled test file may be absent (Quora's, offline)
 
 
+# A plain decimal number: float() also reads 'inf', 'nan', '1_0' and non-ASCII digits, none of which
+# is a label in these files
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _number(s: str, what: str) -> float:
+    """`s` as a finite float; anything else is a ValueError naming `what` (1e400 included)."""
+    if not _NUMBER.fullmatch(s):
+        raise ValueError(f"{what} {s!r} is not a number")
+    v = float(s)
+    if not math.isfinite(v):
+        raise ValueError(f"{what} {s!r} is out of range")
+    return v
+
+
 def _class_label(n: int) -> Callable[[str], int]:
     def parse(s: str) -> int:
-        try:
-            v = float(s)
-        except ValueError:
-            raise ValueError(f"label {s!r} is not a number") from None
+        v = _number(s, "label")
         if v != int(v) or not 0 <= v < n:
             raise ValueError(f"label {s!r} is not a class in 0..{n - 1}")
         return int(v)
@@ -42,11 +57,8 @@ def _class_label(n: int) -> Callable[[str], int]:
 
 
 def _similarity(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise ValueError(f"similarity {s!r} is not a number") from None
-    if not 0.0 <= v <= 5.0:  # also rejects nan
+    v = _number(s, "similarity")
+    if not 0.0 <= v <= 5.0:
         raise ValueError(f"similarity {s!r} is outside 0..5")
     return v
 
@@ -93,6 +105,7 @@ class Split:
     examples: list[Example]
     rows_read: int  # records in the file, header excluded
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    repaired: list[tuple[int, str]] = field(default_factory=list)  # rows kept despite a fault: (line, what)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -112,15 +125,24 @@ def file_path(task: str, split: str, root: str | Path | None = None) -> Path:
     return Path(root if root is not None else data_dir()) / DATASETS[task].files[split]
 
 
-def _rows(reader, path: Path):
-    """The reader's rows; a malformed CSV record is an error naming the file and line."""
-    while True:
+def _records(text: str) -> Iterator[tuple[int, list[str], str | None]]:
+    """(line number, fields, note) for every non-blank line: in these formats one line is one record.
+
+    A line is read as CSV (so '"a ""b"" c"' is 'a "b" c') but never past its own end: a quote that
+    does not close on its line would otherwise swallow the records after it. Such a line, or a quoted
+    field holding a tab (no sentence has one), is read as plain tab-separated text, and the note says so.
+    """
+    for no, line in enumerate(re.split(r"\r\n|\r|\n", text), 1):
+        if not line:
+            continue  # a blank line is not a record
         try:
-            yield next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise ValueError(f"{path}:{reader.line_num}: malformed record ({e})") from None
+            row = next(csv.reader([line], delimiter="\t", strict=True))
+        except csv.Error:
+            row = None
+        if row is None or any("\t" in f for f in row):
+            yield no, line.split("\t"), "a quote does not close within its field; read as plain tab-separated text"
+        else:
+            yield no, row, None
 
 
 def _utf8_text(p: Path) -> str:
@@ -134,25 +156,34 @@ def _utf8_text(p: Path) -> str:
                          "fetch it again with `minbert data fetch`") from None
 
 
-def _parse_row(row: list[str], spec: DatasetSpec, cols: dict[str, int], need: int,
-               labelled: bool) -> tuple[Example | None, str | None]:
-    """One CSV row as an Example, or the reason it is skipped."""
+def _extra_fields(row: list[str], width: int) -> str | None:
+    """Why a row has more non-empty fields than its header, or None."""
+    if len(row) > width and any(f.strip() for f in row[width:]):
+        return f"too many fields ({len(row)}, the header has {width}): a tab inside a sentence?"
+    return None
+
+
+def _parse_labelled(row: list[str], spec: DatasetSpec, cols: dict[str, int],
+                    width: int) -> tuple[Example | None, str | None]:
+    """A train or dev row as an Example, or (None, the reason it is skipped)."""
+    need = max(cols.values()) + 1
     if len(row) < need:
         return None, f"too few fields ({len(row)}, need {need})"
+    extra = _extra_fields(row, width)
+    if extra:
+        return None, extra
     texts = [row[cols[c]].strip() for c in spec.text_columns]
     if any(not t for t in texts):
         return None, "empty sentence"
     if any("\x00" in t for t in texts):
         return None, "NUL byte in a sentence"
-    label = None
-    if labelled:
-        raw = row[cols[spec.label_column]].strip()
-        if not raw:
-            return None, f"missing {spec.label_column}"
-        try:
-            label = spec.parse_label(raw)
-        except ValueError as e:
-            return None, str(e)
+    raw = row[cols[spec.label_column]].strip()
+    if not raw:
+        return None, f"missing {spec.label_column}"
+    try:
+        label = spec.parse_label(raw)
+    except (ValueError, ArithmeticError) as e:  # a parser's overflow is an invalid label like any other
+        return None, str(e)
     return Example(row[cols["id"]].strip(), texts[0], texts[1] if len(texts) > 1 else None, label), None
 
 
@@ -162,6 +193,62 @@ def _refuse_non_file(p: Path) -> None:
     if p.exists() and not p.is_file():
         kind = "is a directory" if p.is_dir() else "is not a regular file (a FIFO, socket or device)"
         raise ValueError(f"{p}: {kind}; a data path must be the CSV file itself: point it at the file")
+
+
+def _parse_test(row: list[str], spec: DatasetSpec, cols: dict[str, int],
+                width: int) -> tuple[Example | None, str | None]:
+    """A test row as an Example and a note on what was wrong with it (None: nothing). A test row is
+    kept whatever its sentences hold, since the submission needs its id (an empty sentence encodes
+    as [CLS] [SEP]); only a row without an id is (None, why)."""
+    def get(c: str) -> str | None:
+        return row[cols[c]] if cols[c] < len(row) else None
+
+    rid = (get("id") or "").strip()
+    if not rid:
+        return None, "has no id"
+    notes = [n for n in (_extra_fields(row, width),) if n]
+    texts = []
+    for c in spec.text_columns:
+        t = get(c)
+        if t is None:
+            notes.append(f"no {c} field, read as empty")
+        elif "\x00" in t:
+            notes.append(f"NUL byte in {c} removed")
+        t = (t or "").replace("\x00", "").strip()
+        if not t and get(c) is not None:
+            notes.append(f"empty {c}")
+        texts.append(t)
+    return Example(rid, texts[0], texts[1] if len(texts) > 1 else None), "; ".join(notes) or None
+
+
+def _read_rows(out: Split, text: str, spec: DatasetSpec) -> None:
+    """Parse every record of a file's text into `out`: examples, skipped rows and repaired ones."""
+    labelled, p = out.split != "test", out.path
+    records = _records(text)
+    header = next(records, (0, None, None))[1]
+    if header is None:
+        raise ValueError(f"{p}: empty file (no header)")
+    # test-student files carry an extra unnamed index column, so find columns by name.
+    wanted = ("id",) + spec.text_columns + ((spec.label_column,) if labelled else ())
+    absent = [c for c in wanted if c not in header]
+    if absent:
+        raise ValueError(f"{p}: header lacks column(s) {', '.join(absent)}; header is {header}")
+    cols = {c: header.index(c) for c in wanted}
+    for line, row, read_note in records:
+        out.rows_read += 1
+        example, note = (_parse_labelled if labelled else _parse_test)(row, spec, cols, len(header))
+        if example is None and not labelled:
+            raise ValueError(f"{p}:{line}: test row {note}; the submission file needs every test id: "
+                             "fix the row or fetch the file again")
+        if example is None:
+            out.skipped.append((line, note))
+            log.warning("%s:%d: skipped row: %s", p, line, note)
+            continue
+        note = "; ".join(n for n in (read_note, note) if n)
+        if note:
+            out.repaired.append((line, note))
+            log.warning("%s:%d: row kept: %s", p, line, note)
+        out.examples.append(example)
 
 
 def load_split(task: str, split: str, root: str | Path | None = None, limit: int | None = None,
@@ -189,35 +276,13 @@ def load_split(task: str, split: str, root: str | Path | None = None, limit: int
                f"`minbert data fetch --from DIR`, or point MINBERT_DATA at a folder that has it "
                f"(now: {data_dir()})")
         )
-    labelled = split != "test"
     out = Split(task, split, p, [], 0)
-    with io.StringIO(_utf8_text(p), newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{p}: empty file (no header)") from None
-        # test-student files carry an extra unnamed index column, so find columns by name.
-        wanted = ("id",) + spec.text_columns + ((spec.label_column,) if labelled else ())
-        absent = [c for c in wanted if c not in header]
-        if absent:
-            raise ValueError(f"{p}: header lacks column(s) {', '.join(absent)}; header is {header}")
-        cols = {c: header.index(c) for c in wanted}
-        need = max(cols.values()) + 1
-        line = reader.line_num
-        for row in _rows(reader, p):
-            start, line = line + 1, reader.line_num
-            if not row:
-                continue  # a blank line is not a record
-            out.rows_read += 1
-            example, reason = _parse_row(row, spec, cols, need, labelled)
-            if reason is not None:
-                out.skipped.append((start, reason))
-                log.warning("%s:%d: skipped row: %s", p, start, reason)
-                continue
-            out.examples.append(example)
+    _read_rows(out, _utf8_text(p), spec)
     if out.skipped:
         log.warning("%s: skipped %d of %d rows (see warnings above)", p, len(out.skipped), out.rows_read)
+    if out.repaired:
+        log.warning("%s: kept %d of %d rows despite a fault (see warnings above)", p, len(out.repaired),
+                    out.rows_read)
     if not out.examples:
         raise ValueError(f"{p}: no usable examples ({out.rows_read} rows read, {len(out.skipped)} skipped)")
     if limit is not None and limit < len(out.examples):

@@ -24,10 +24,20 @@ def encode(tokenizer, first: Sequence[str], second: Sequence[str] | None = None,
     """Tokenize sentences (or pairs: [CLS] a [SEP] b [SEP]) without padding; truncate to max_length.
 
     Returns one dict per example with input_ids and token_type_ids; padding happens per batch.
+    A max_length with no room for a token beside [CLS] and [SEP]s is a ValueError: the tokenizer would
+    not truncate at all, and sequences would outgrow the encoder's positions.
     """
     if second is not None and len(second) != len(first):
         raise ValueError(f"pair lengths differ: {len(first)} first vs {len(second)} second sentences")
+    if max_length <= min_length(second is not None):
+        raise ValueError(f"max_length {max_length} leaves no room for a token beside [CLS] and [SEP]: "
+                         f"use at least {min_length(second is not None) + 1}")
     enc = tokenizer(list(first), list(second) if second is not None else None, truncation=True,
                     max_length=max_length, padding=False, return_attention_mask=False,
                     return_token_type_ids=True)
     return [{"input_ids": i, "token_type_ids": t} for i, t in zip(enc["input_ids"], enc["token_type_ids"])]
+
+
+def min_length(pair: bool) -> int:
+    """Tokens of an empty input: [CLS] [SEP], or [CLS] [SEP] [SEP] for a pair."""
+    return 3 if pair else 2

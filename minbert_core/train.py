@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .batching import BucketBatchSampler, TokenizedSplit
-from .build import build_model, build_optimizer, load_run_data
+from .build import build_model, build_optimizer, fit_inputs, load_run_data
 from .config import override
 from .distributed import Dist
 from .evaluation import Evaluator
@@ -90,12 +90,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types first: every later check can trust them
             object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
-        ranges = {"target_overall": 0.0, "time_budget_s": 0.0, "lr_pretrain": 0.0, "lr_finetune": 0.0, "lr_head": 0.0, "weight_decay": 0.0, "seed": 0, "task_layers": 0,
-                  "task_hidden": 1, "steps_per_epoch": 0, "telemetry_every": 0, "checkpoint_every": 0}
-        for key, lo in ranges.items():
+        # upper bounds: what no run means (an AdamW rate above 1, an overall score above 1, a seed numpy
+        # refuses), so that a typo fails here, naming the key, not as a non-finite loss at step 1
+        ranges = {"target_overall": (0.0, 1.0), "time_budget_s": (0.0, 1e7), "lr_pretrain": (0.0, 1.0),
+                  "lr_finetune": (0.0, 1.0), "lr_head": (0.0, 1.0), "weight_decay": (0.0, 10.0),
+                  "seed": (0, 2**32 - 1), "task_layers": (0, None), "task_hidden": (1, None),
+                  "steps_per_epoch": (0, None), "telemetry_every": (0, None), "checkpoint_every": (0, None)}
+        for key, (lo, hi) in ranges.items():
             v = getattr(self, key)
-            if v < lo:
-                raise ValueError(f"{key} must be >= {lo}; got {v!r}")
+            if v < lo or (hi is not None and v > hi):
+                raise ValueError(f"{key} must be >= {lo}{'' if hi is None else f' and <= {hi}'}; got {v!r}")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout must be in [0, 1); got {self.head_dropout!r}")
         if self.encoder_dropout != -1.0 and not 0.0 <= self.encoder_dropout < 1.0:
@@ -123,10 +127,11 @@ class TrainConfig:
         for key in ("train_limit", "eval_limit"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0 (0 = all rows); got {getattr(self, key)}")
-        for key in ("dev_limits", "loss_weights"):
+        for key, hi in (("dev_limits", 1e12), ("loss_weights", 1e3)):  # a row count; a loss weight
             for t, v in task_values(getattr(self, key), key).items():
-                if v < 0:
-                    raise ValueError(f"{key}: {t}={v:g} must be >= 0")
+                if not 0 <= v <= hi or (key == "dev_limits" and v != int(v)):
+                    raise ValueError(f"{key}: {t}={v:g} must be a {'whole ' * (key == 'dev_limits')}number "
+                                     f"in 0..{hi:g}")
 
     @property
     def train_tasks(self) -> tuple[str, ...]:
@@ -206,6 +211,8 @@ def _coerce(name: str, typ: str, v):
         number, hint = (int, " (a whole number)") if typ == "int" else (float, " (a number such as 1e-5)")
         if isinstance(v, bool):
             raise bad()
+        if typ == "float" and isinstance(v, (int, float, str)) and not math.isfinite(_as_float(v)):
+            raise bad(" (a finite number)")  # nan passes every range check; inf and 1e400 overflow
         if isinstance(v, int) or (typ == "float" and isinstance(v, float)):
             return number(v)
         if isinstance(v, float) and v.is_integer():  # an int field given 2.0
@@ -227,6 +234,17 @@ def _coerce(name: str, typ: str, v):
             return tuple(v)
         raise bad(" (task names)")
     return v
+
+
+def _as_float(v) -> float:
+    """float(v): inf for an int too large for one, 0.0 where v does not read as one (the type check
+    that follows names the key)."""
+    try:
+        return float(v.strip() if isinstance(v, str) else v)
+    except OverflowError:
+        return math.inf
+    except ValueError:
+        return 0.0
 
 
 def task_values(spec: str, key: str = "value") -> dict[str, float]:
@@ -602,6 +620,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     dist = dist or Dist()
     if resume and not cfg.run_id:
         raise ValueError("resume needs run_id (the run folder's name)")
+    fit_inputs(cfg)  # before the run folder is made: a checkpoint whose tables cannot take the data fails here
     run_dir = None
     if dist.is_main:
         run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))

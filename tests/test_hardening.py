@@ -345,7 +345,8 @@ def test_papermill_misspelled_or_mistyped_parameter_fails_before_training(tmp_pa
     nb = str(NOTEBOOKS_DIR / "02_multitask.ipynb")
     runs = tmp_path / "runs"
     for params, expected in (({"epochz": 3}, "unknown parameter.*epochz"),
-                             ({"batch_size": "abc"}, "batch_size must be int")):
+                             ({"batch_size": "abc"}, "batch_size must be int"),
+                             ({"lr_finetune": float("nan")}, r"lr_finetune must be float \(a finite number\)")):
         with pytest.raises(pm.PapermillExecutionError, match=expected):
             pm.execute_notebook(nb, str(tmp_path / "out.ipynb"), kernel_name="minbert", progress_bar=False,
                                 parameters={**params, "runs_dir": str(runs), "data_dir": str(data_root)})
