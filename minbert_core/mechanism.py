@@ -77,10 +77,14 @@ def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum"
     run learned). `runs` maps run names to records with .metrics and .telemetry.
     """
     entries = [e for e in study["runs"] if e.get("table") == table and e["name"] in runs]
-    ref = {(e["row"], e["params"]["seed"]): runs[e["name"]] for e in entries if e["column"] == reference}
+
+    def seed(e):  # the plan's seed, else the run's own record of it
+        return (e.get("params") or {}).get("seed", (getattr(runs[e["name"]], "cfg", None) or {}).get("seed"))
+
+    ref = {(e["row"], seed(e)): runs[e["name"]] for e in entries if e["column"] == reference}
     rows = []
     for e in entries:
-        key = (e["row"], e["params"]["seed"])
+        key = (e["row"], seed(e))
         if e["column"] == reference or key not in ref or ref[key].telemetry is None:
             continue
         r, s = runs[e["name"]], ref[key]
