@@ -231,7 +231,7 @@ def gradvac_weights(gram: torch.Tensor, targets: torch.Tensor, order: list[list[
             if gj2 <= 0 or gi2 <= 0:
                 continue
             dot = float(a @ gram[:, j])
-            phi = dot / (gi2 * gj2) ** 0.5
+            phi = max(-1.0, min(1.0, dot / (gi2 * gj2) ** 0.5))  # rounding: |cos| can exceed 1 (opposite pairs)
             phi_t = float(targets[i, j])
             if phi < phi_t:
                 coef = gi2 ** 0.5 * (phi_t * (1 - phi * phi) ** 0.5 - phi * (1 - phi_t * phi_t) ** 0.5) / (
