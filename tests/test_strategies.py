@@ -526,3 +526,21 @@ def test_new_strategies_train_a_tiny_run(tmp_path, data_root, name):
         sts = {r["step"]: float(r["weight_b"]) for r in rows if r["task_a"] == "para" and r["task_b"] == "sts"}
         for step, r in first.items():
             assert float(r["weight_a"]) + float(r["weight_b"]) + sts[step] == pytest.approx(3.0, abs=1e-5)
+
+
+def test_explorer_draws_weights_where_the_registry_says_the_strategy_reweights(monkeypatch):
+    """The explorer asks the registry (`reweights`), not a list of names of its own: a strategy that
+    does not reweight gets no weighted arrow, whatever its name."""
+    from minbert_core import explorer, strategies
+
+    row = {"weight_a": 0.3, "weight_b": 0.7}
+    for name, cls in STRATEGIES.items():
+        assert (explorer._weights({**row, "strategy": name}) is not None) == cls.reweights, name
+    assert {n for n, c in STRATEGIES.items() if not c.reweights} == {"sum", "pcgrad"}
+    assert explorer._weights({**row, "strategy": "single"}) is None  # a training rule, not a strategy
+
+    class Surgery(strategies.PCGrad):
+        name = "surgery"
+
+    monkeypatch.setitem(strategies.STRATEGIES, "surgery", Surgery)
+    assert explorer._weights({**row, "strategy": "surgery"}) is None
