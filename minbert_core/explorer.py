@@ -18,6 +18,7 @@ import seaborn as sns
 
 from .plots import style
 from .runs import read_telemetry
+from .strategies import STRATEGIES
 
 log = logging.getLogger("minbert.explorer")
 
@@ -89,8 +90,10 @@ def plane_vectors(norm_a: float, norm_b: float, cosine: float,
 
 
 def _weights(row) -> tuple[float, float] | None:
-    """A telemetry row's task weights, where its strategy re-weights the tasks."""
-    if row is None or "weight_a" not in row or row.get("strategy") in ("sum", "single", "pcgrad", None):
+    """A telemetry row's task weights, where its strategy re-weights the tasks (the registry says
+    which: `reweights`; 'single' is a training rule, not a strategy)."""
+    cls = STRATEGIES.get(row.get("strategy")) if row is not None else None
+    if cls is None or not cls.reweights or "weight_a" not in row:
         return None
     w = (float(row["weight_a"]), float(row["weight_b"]))
     return w if all(math.isfinite(x) for x in w) else None

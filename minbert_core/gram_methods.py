@@ -5,6 +5,15 @@ the combined gradient is `d = sum_i w_i g_i`. Every quantity these methods need 
 unit vectors, the min-norm point of the convex hull, the eigenvectors of G G^T) is a function of the
 Gram matrix, so no P-dimensional vector is copied beyond the (T, P) task gradients themselves, and the
 small problems are solved exactly in T x T: no optimisation library. Depends on torch alone.
+
+Two rules keep every solver exact whatever the size of the gradients:
+- scale: each T x T problem is solved on a normalised Gram matrix (divided by its largest diagonal
+  entry, or, where the method is invariant to each task's scale, turned into the cosine matrix), so
+  a fixed cut-off never meets entries of size |g|^2 next to ones;
+- precision: where a method decides a rank (Aligned-MTL drops dependent directions), the cut-off is
+  the unit roundoff `eps` of the dtype the task gradients were in (float32 in training), as the
+  authors' code does with the dtype it computes in: a float32 Gram matrix carries rounding of about
+  2^-23 of its largest entry, not float64's 2^-52.
 """
 from __future__ import annotations
 
@@ -12,15 +21,27 @@ from itertools import combinations
 
 import torch
 
+F64_EPS = torch.finfo(torch.float64).eps
+
+
+def _scaled(gram: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix divided by its largest diagonal entry (unchanged when that is 0): methods whose
+    weights do not change when every gradient is scaled by one factor solve on this."""
+    top = float(gram.diagonal().max())
+    return gram / top if top > 0 else gram
+
 
 def min_norm_weights(gram: torch.Tensor) -> torch.Tensor:
     """MGDA's min-norm point of the convex hull of the task gradients: argmin_w |sum w_i g_i|^2, w in
     the simplex. Solved exactly by trying every support S (2^T - 1 of them; T <= 6 here): on S, the
     equality-constrained minimum solves [G_SS 1; 1^T 0][w; mu] = [0; 1]; the best nonnegative candidate
-    is the optimum, because the optimum's own support is among those tried."""
+    is the optimum, because the optimum's own support is among those tried. Solved on the Gram matrix
+    scaled to a largest diagonal of 1 (the weights do not depend on the gradients' common scale), so
+    pinv's relative cut-off sees entries of one size."""
     T = gram.shape[0]
     if T > 6:
         raise ValueError(f"min-norm weights by support enumeration are for up to 6 tasks, got {T}")
+    gram = _scaled(gram)
     best, best_val = None, float("inf")
     for k in range(1, T + 1):
         for S in combinations(range(T), k):
@@ -49,6 +70,7 @@ def imtl_g_weights(gram: torch.Tensor) -> torch.Tensor:
     w_{2..T} = g_1 U^T (D U^T)^{-1}; every dot product there is a Gram entry over norms. Tasks with a
     zero gradient get weight 0 (they have no direction to be impartial to)."""
     T = gram.shape[0]
+    gram = _scaled(gram)  # the weights do not depend on the gradients' common scale
     norms = gram.diagonal().clamp(min=0).sqrt()
     live = [i for i in range(T) if norms[i] > 0]
     w = torch.zeros(T, dtype=torch.float64)
@@ -68,13 +90,19 @@ def imtl_g_weights(gram: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def aligned_mtl_weights(gram: torch.Tensor) -> torch.Tensor:
+def aligned_mtl_weights(gram: torch.Tensor, eps: float = F64_EPS) -> torch.Tensor:
     """Aligned-MTL (Senushkin et al. 2023): make the task gradients orthogonal with equal norms, the
     smallest singular value, by B = sqrt(lambda_min) V Lambda^{-1/2} V^T (G G^T = V Lambda V^T, rank
-    r), then sum the aligned gradients: d = 1^T B G, so w = B 1. Directions of zero eigenvalue (linearly
-    dependent gradients) are dropped, as in the authors' code."""
+    r), then sum the aligned gradients: d = 1^T B G, so w = B 1.
+
+    Directions whose eigenvalue is below lambda_max * T * eps are dropped (linearly dependent
+    gradients), the authors' cut-off, with `eps` the unit roundoff of the dtype G was in: with float32
+    gradients, rounding leaves an eigenvalue of about 1e-7 lambda_max where G is rank-deficient, and a
+    float64 cut-off would keep it as the smallest singular value and shrink the step to nothing.
+    Convention: the aligned gradients are summed, as in the paper and the authors' code; torchjd's
+    AlignedMTL averages them (its weights are ours / T)."""
     lam, V = torch.linalg.eigh(gram)
-    keep = lam > lam.max().clamp(min=0) * gram.shape[0] * torch.finfo(torch.float64).eps
+    keep = lam > lam.max().clamp(min=0) * gram.shape[0] * eps
     if not keep.any():
         return torch.zeros(gram.shape[0], dtype=torch.float64)
     lam, V = lam[keep], V[:, keep]
@@ -90,11 +118,14 @@ def cagrad_weights(gram: torch.Tensor, c: float = 0.4) -> torch.Tensor:
     with A = G_SS, KKT reads b + c|g0| A w / |g_w| = mu 1 (b = A 1/T restricted to S); with
     p = A^-1 1 and q = A^-1 b this gives w = (mu p - q) / sqrt(disc), mu from a quadratic. Every
     support is tried and the best feasible point kept, as for MGDA: exact, in T x T. Returns the
-    weights of d itself (1/T + lambda w_i), unscaled; the strategy applies the paper's 1/(1 + c^2).
+    weights of d itself (1/T + lambda w_i), unscaled, as torchjd's CAGradWeighting returns them; the
+    strategy applies the authors' default rescaling by 1/(1 + c^2). Solved on the Gram matrix scaled to
+    a largest diagonal of 1: the weights do not depend on the gradients' common scale.
     """
     T = gram.shape[0]
     if T > 6:
         raise ValueError(f"CAGrad weights by support enumeration are for up to 6 tasks, got {T}")
+    gram = _scaled(gram)
     b_all = gram.sum(1) / T  # g_i . g0
     g0_sq = float(b_all.sum() / T)  # |g0|^2
     if g0_sq <= 0:
@@ -128,32 +159,56 @@ def cagrad_weights(gram: torch.Tensor, c: float = 0.4) -> torch.Tensor:
 
 def nash_mtl_weights(gram: torch.Tensor, ridge: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
     """Nash-MTL (Navon et al. 2022): the bargaining solution alpha > 0 with alpha_i (G G^T alpha)_i = 1
-    for every task, d = sum alpha_i g_i. It is the unique minimiser of the strictly convex
-    phi(alpha) = alpha^T K alpha / 2 - sum log alpha_i (K = G G^T), found by Newton's method with a
-    backtracking line search that keeps alpha positive: no convex-optimisation package. A ridge of
-    1e-10 x trace(K) keeps the problem bounded when the task gradients are linearly dependent."""
-    T = gram.shape[0]
-    K = gram + ridge * abs(float(gram.diagonal().sum())) * torch.eye(T, dtype=torch.float64)
-    if float(K.diagonal().max()) <= 0:
-        return torch.zeros(T, dtype=torch.float64)
-    alpha = 1.0 / K.diagonal().clamp(min=1e-300).sqrt()  # exact when the gradients are orthogonal
+    for every task, d = sum alpha_i g_i.
 
-    def phi(a: torch.Tensor) -> float:
-        return float(a @ K @ a) / 2 - float(a.log().sum())
+    The equations do not change when one task's gradient is scaled (alpha_i scales inversely), so they
+    are solved on the cosine matrix C = D^-1/2 K D^-1/2 (K = G G^T, D its diagonal): beta_i (C beta)_i
+    = 1, alpha = D^-1/2 beta. beta is the unique minimiser of the strictly convex
+    phi(beta) = beta^T C beta / 2 - sum log beta_i, found by Newton's method with a backtracking line
+    search that keeps beta positive: no convex-optimisation package. A ridge of 1e-10 on C's unit
+    diagonal keeps the problem bounded when the task gradients are linearly dependent; on C it is the
+    same size for every task (on K, a ridge relative to trace(K) outweighed a small task's own entries).
+    A task with a zero gradient has no bargaining power to give: weight 0.
+
+    Conventions against the authors' code and torchjd's NashMTL: the equations are solved to machine
+    precision (theirs: 20 steps of a cvxpy sequence), and d is not clipped. An exact solution has
+    |d|^2 = alpha^T K alpha = sum_i alpha_i (K alpha)_i = T at every gradient scale, and their default
+    max_norm = 1 clips it to |d| = 1: a constant factor 1/sqrt(T); the run's own clipping applies here.
+    """
+    T = gram.shape[0]
+    norms = gram.diagonal().clamp(min=0).sqrt()
+    live = norms > 0
+    alpha = torch.zeros(T, dtype=torch.float64)
+    if not bool(live.any()):
+        return alpha
+    n = norms[live]
+    C = gram[live][:, live] / (n[:, None] * n[None, :])
+    C = C + ridge * torch.eye(len(n), dtype=torch.float64)
+    alpha[live] = _nash_newton(C, max_iter) / n
+    return alpha
+
+
+def _nash_newton(C: torch.Tensor, max_iter: int) -> torch.Tensor:
+    """Newton's method for min beta^T C beta / 2 - sum log beta_i (C with a unit diagonal), from the
+    solution for orthogonal gradients, beta = 1."""
+    beta = torch.ones(C.shape[0], dtype=torch.float64)
+
+    def phi(b: torch.Tensor) -> float:
+        return float(b @ C @ b) / 2 - float(b.log().sum())
 
     for _ in range(max_iter):
-        grad = K @ alpha - 1.0 / alpha
-        hess = K + torch.diag(1.0 / alpha ** 2)
-        step = torch.linalg.solve(hess, grad)
-        if float(grad @ step) < 1e-24:  # Newton decrement: converged to machine precision
+        grad = C @ beta - 1.0 / beta
+        step = torch.linalg.solve(C + torch.diag(1.0 / beta ** 2), grad)
+        dec = float(grad @ step)  # Newton decrement squared
+        if dec < 1e-24:  # converged to machine precision
             break
-        t, f0 = 1.0, phi(alpha)
-        while (alpha - t * step <= 0).any() or phi(alpha - t * step) > f0 - 0.25 * t * float(grad @ step):
+        t, f0 = 1.0, phi(beta)
+        while (beta - t * step <= 0).any() or phi(beta - t * step) > f0 - 0.25 * t * dec:
             t /= 2
             if t < 1e-12:
                 break
-        alpha = alpha - t * step
-    return alpha
+        beta = beta - t * step
+    return beta
 
 
 def gradvac_weights(gram: torch.Tensor, targets: torch.Tensor, order: list[list[int]], beta: float = 0.01
@@ -176,7 +231,7 @@ def gradvac_weights(gram: torch.Tensor, targets: torch.Tensor, order: list[list[
             if gj2 <= 0 or gi2 <= 0:
                 continue
             dot = float(a @ gram[:, j])
-            phi = dot / (gi2 * gj2) ** 0.5
+            phi = max(-1.0, min(1.0, dot / (gi2 * gj2) ** 0.5))  # rounding: |cos| can exceed 1 (opposite pairs)
             phi_t = float(targets[i, j])
             if phi < phi_t:
                 coef = gi2 ** 0.5 * (phi_t * (1 - phi * phi) ** 0.5 - phi * (1 - phi_t * phi_t) ** 0.5) / (
@@ -186,3 +241,43 @@ def gradvac_weights(gram: torch.Tensor, targets: torch.Tensor, order: list[list[
             new_targets[i, j] = (1 - beta) * phi_t + beta * phi
         w += a
     return w, altered, new_targets
+
+
+def dual_cone_weights(gram: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The projection of u^T G onto the dual cone {x : G x >= 0} of the task gradients, as weights v
+    with the projection = v^T G: by Proposition 1 of Quinton & Rey (2024), v = argmin v^T K v subject
+    to v >= u (K = G G^T). Solved exactly like MGDA's min-norm point: for every set F of free
+    coordinates (the others held at u), the stationary point on F solves K_FF v_F = -K_FA u_A; the
+    feasible candidate (v >= u) with the least v^T K v is the optimum, since the optimum's own free set
+    is among those tried and v = u is always feasible. Scale-free: solved on K scaled to a largest
+    diagonal of 1."""
+    T = gram.shape[0]
+    if T > 6:
+        raise ValueError(f"dual-cone projections by active-set enumeration are for up to 6 tasks, got {T}")
+    K = _scaled(gram)
+    best, best_val = u.clone(), float(u @ K @ u)
+    tol = 1e-9 * float(u.abs().max().clamp(min=1e-300))
+    for k in range(1, T + 1):
+        for F in combinations(range(T), k):
+            free = list(F)
+            held = [i for i in range(T) if i not in F]
+            v = u.clone()
+            v[free] = -torch.linalg.pinv(K[free][:, free]) @ (K[free][:, held] @ u[held])
+            if (v[free] < u[free] - tol).any():
+                continue
+            v = torch.maximum(v, u)
+            val = float(v @ K @ v)
+            if val < best_val:
+                best, best_val = v, val
+    return best
+
+
+def upgrad_weights(gram: torch.Tensor) -> torch.Tensor:
+    """UPGrad (Quinton & Rey 2024, "Jacobian Descent for Multi-Objective Optimization"): each task
+    gradient projected onto the dual cone of all of them (so the projection conflicts with no task),
+    then averaged: w = (1/T) sum_i v(e_i), v from dual_cone_weights. As torchjd's UPGrad with its
+    default preference vector (1/T, ..., 1/T), but exact: torchjd's quadprog projector adds 1e-4 to
+    the diagonal of the trace-normalised Gram matrix."""
+    T = gram.shape[0]
+    eye = torch.eye(T, dtype=torch.float64)
+    return sum(dual_cone_weights(gram, eye[i]) for i in range(T)) / T

@@ -1,6 +1,6 @@
 """Gradient-combination strategies behind one contract: `backward(loss_fns, shared)`, then a normal
 optimizer.step(). Registered by name in STRATEGIES: sum, pcgrad, mgda-ub, imtl-g, aligned-mtl, cagrad, nash-mtl,
-gradvac, dwa, uncertainty ('single' is a training rule of TrainConfig, TRAINING_RULES).
+gradvac, dwa, uncertainty, gradnorm, upgrad ('single' is a training rule of TrainConfig, TRAINING_RULES).
 
 Each task's forward and backward run in turn, so only one task's graph is alive at a time. Heads
 receive their own task's gradient; only the shared parameters' gradients are combined.
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .gram_methods import (aligned_mtl_weights, cagrad_weights, gradvac_weights, imtl_g_weights, min_norm_weights,
-                           nash_mtl_weights)
+                           nash_mtl_weights, upgrad_weights)
 
 LossFn = Callable[[], torch.Tensor]
 
@@ -67,18 +67,20 @@ class GradientStrategy:
     """The contract: per-task gradients on the shared parameters in, one combined gradient out.
 
     `backward` runs each task's forward and backward in turn, keeps a copy of each task's shared
-    gradient in one (T, P) buffer, and writes `combine(G)` back as the shared parameters' gradient;
-    heads keep their own task's gradient. A subclass supplies `combine` (or, Gram-based, `weights`),
-    and `state_dict`/`load_state_dict` for whatever a resumed run needs.
+    gradient in one (T, P) buffer, and writes `combine(G, losses)` back as the shared parameters'
+    gradient; heads keep their own task's gradient; the strategy's own parameters get
+    `parameter_grads(G, losses)`. A subclass supplies `combine` (or, Gram-based, `weights`), and
+    `state_dict`/`load_state_dict` for whatever a resumed run needs. Everything a strategy uses is an
+    argument: nothing is read from attributes the base class sets.
     """
 
     name = ""
     needs_task_grads = True  # False: when nothing is recorded, backward just lets gradients accumulate
+    reweights = False  # True: its step is a task weighting w^T G that the explorer draws (not sum's or PCGrad's)
 
     def __init__(self, seed: int = 0):
         self.flat = _FlatGrads()
-        self.last_weights: torch.Tensor | None = None  # w of the last combination d = w^T G, for telemetry
-        self.last_losses: torch.Tensor | None = None  # this step's task losses (global ones on several ranks)
+        self.last_weights: torch.Tensor | None = None  # output: w of the last combination d = w^T G, for telemetry
 
     def bind(self, tasks: Sequence[str]) -> None:
         """Called once with the trained tasks, in the order backward will see them."""
@@ -87,8 +89,14 @@ class GradientStrategy:
         """Parameters the strategy learns itself (trained by the run's optimizer at the heads' rate)."""
         return []
 
-    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Combined shared gradient from the (T, P) task gradients, and (T, T) flags of the pairs the
+    def parameter_grads(self, G: torch.Tensor, losses: torch.Tensor) -> list[torch.Tensor]:
+        """Gradients of `parameters()` at this step, from the (T, P) task gradients and the (T,) float64
+        task losses; `backward` sets them. None by default."""
+        return []
+
+    def combine(self, G: torch.Tensor, losses: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Combined shared gradient from the (T, P) task gradients (and, for the strategies that weight
+        by loss, the (T,) float64 losses; None: no loss seen), and (T, T) flags of the pairs the
         strategy altered (PCGrad: i was projected onto j's normal plane)."""
         raise NotImplementedError
 
@@ -99,6 +107,24 @@ class GradientStrategy:
     def load_state_dict(self, state: dict) -> None:
         """Restore what state_dict returned."""
 
+    def _task_grads(self, loss_fns: dict[str, LossFn], shared: Sequence[tuple[str, nn.Parameter]]
+                    ) -> tuple[torch.Tensor, dict[str, float], list[bool]]:
+        """Run every task; its shared gradient into row i of G. Returns G, the losses, and which shared
+        parameters any task reached."""
+        G = self.flat.prepare(shared, len(loss_fns))
+        touched = [False] * len(shared)
+        losses = {}
+        for i, (t, fn) in enumerate(loss_fns.items()):
+            losses[t] = _run_task(t, fn).item()
+            for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
+                if p.grad is None:
+                    G[i, s:e].zero_()
+                else:
+                    G[i, s:e].copy_(p.grad.reshape(-1))
+                    touched[k] = True
+                    p.grad = None  # isolate the next task's gradient
+        return G, losses, touched
+
     def backward(self, loss_fns: dict[str, LossFn], shared: Sequence[tuple[str, nn.Parameter]],
                  record: bool = False, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepResult:
         """Backpropagate every task; combine the shared gradients; optionally record telemetry.
@@ -107,29 +133,20 @@ class GradientStrategy:
         in (MultitaskBert.shared_groups), so this module knows no model's attribute names.
 
         `reduce` (several ranks: a sum over them, in place) is applied to the (T, P) task gradients
-        before combining, so every strategy combines the global per-task gradients."""
+        and the losses before combining, so every strategy combines the global per-task gradients."""
         tasks = list(loss_fns)
         # Nothing shared (a frozen encoder without a bi-LSTM): every head trains on its own task's
         # gradient, and there is nothing to combine or to record.
         if not (record or self.needs_task_grads) or len(tasks) < 2 or not shared:
             return StepResult({t: _run_task(t, fn).item() for t, fn in loss_fns.items()})
-        G = self.flat.prepare(shared, len(tasks))
-        touched = [False] * len(shared)
-        losses = {}
-        for i, t in enumerate(tasks):
-            losses[t] = _run_task(t, loss_fns[t]).item()
-            for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
-                if p.grad is None:
-                    G[i, s:e].zero_()
-                else:
-                    G[i, s:e].copy_(p.grad.reshape(-1))
-                    touched[k] = True
-                    p.grad = None  # isolate the next task's gradient
-        self.last_losses = torch.tensor([losses[t] for t in tasks], dtype=torch.float64)
+        G, losses, touched = self._task_grads(loss_fns, shared)
+        task_losses = torch.tensor([losses[t] for t in tasks], dtype=torch.float64)
         if reduce is not None:
             reduce(G)
-            reduce(self.last_losses)  # the loss-based weights must be the same on every rank
-        combined, altered = self.combine(G)
+            reduce(task_losses)  # the loss-based weights must be the same on every rank
+        combined, altered = self.combine(G, task_losses)
+        for p, g in zip(self.parameters(), self.parameter_grads(G, task_losses)):
+            p.grad = g.to(p.dtype).to(p.device)
         for k, ((_, p), (s, e)) in enumerate(zip(shared, self.flat.slices)):
             if touched[k]:  # parameters no task reached keep grad None (no zero grads written)
                 p.grad = combined[s:e].view_as(p).to(p.dtype)
@@ -141,13 +158,15 @@ class GramStrategy(GradientStrategy):
     """A strategy whose combined gradient is d = w^T G, with w computed from the T x T Gram matrix
     G G^T alone: the P-dimensional work is one Gram product and one weighted sum."""
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T,) float64 weights and (T, T) altered-pair flags from the float64 CPU Gram matrix."""
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,) float64 weights and (T, T) altered-pair flags from the float64 CPU Gram matrix, the (T,)
+        float64 task losses (None: none seen) and `eps`, the unit roundoff of the dtype the task
+        gradients were in (the Gram matrix is only that precise)."""
         raise NotImplementedError
 
-    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def combine(self, G: torch.Tensor, losses: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         gram = (G @ G.T).double().cpu()  # (T, T)
-        w, altered = self.weights(gram)
+        w, altered = self.weights(gram, losses, torch.finfo(G.dtype).eps)
         self.last_weights = w
         return w.to(G.dtype).to(G.device) @ G, altered
 
@@ -158,11 +177,11 @@ class SumLoss(GramStrategy):
     name = "sum"
     needs_task_grads = False
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         return torch.ones(T, dtype=torch.float64), torch.zeros(T, T, dtype=torch.bool)
 
-    def combine(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def combine(self, G: torch.Tensor, losses: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The plain sum (no Gram product needed); telemetry steps only."""
         T = G.shape[0]
         self.last_weights = torch.ones(T, dtype=torch.float64)
@@ -183,7 +202,7 @@ class PCGrad(GramStrategy):
         super().__init__(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """PCGrad's combined gradient as a weighted sum of the task gradients.
 
         Every projected g_i' stays in the span of the original gradients, g_i' = sum_k a_ik g_k, and
@@ -220,9 +239,10 @@ class MGDA(GramStrategy):
     task gradient's norm: its step is shorter than the sum's, which adds T gradients)."""
 
     name = "mgda-ub"
+    reweights = True
     needs_task_grads = True
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         return min_norm_weights(gram), torch.zeros(T, T, dtype=torch.bool)
 
@@ -232,20 +252,23 @@ class IMTLG(GramStrategy):
     task gradient, so no task is favoured by its gradient's scale."""
 
     name = "imtl-g"
+    reweights = True
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         return imtl_g_weights(gram), torch.zeros(T, T, dtype=torch.bool)
 
 
 class CAGrad(GramStrategy):
     """CAGrad (Liu et al. 2021): the step within c |g0| of the average gradient g0 that maximises the
-    worst task's improvement; c = 0.4, and the paper's rescaling by 1 / (1 + c^2)."""
+    worst task's improvement; c = 0.4. Convention: the authors' code rescales that step by
+    1 / (1 + c^2) (its default `rescale=1`), and so does this; torchjd's CAGrad does not."""
 
     name = "cagrad"
+    reweights = True
     c = 0.4
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         return cagrad_weights(gram, self.c) / (1 + self.c ** 2), torch.zeros(T, T, dtype=torch.bool)
 
@@ -255,8 +278,9 @@ class NashMTL(GramStrategy):
     Newton's method on the T x T problem (no cvxpy)."""
 
     name = "nash-mtl"
+    reweights = True
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         return nash_mtl_weights(gram), torch.zeros(T, T, dtype=torch.bool)
 
@@ -267,6 +291,7 @@ class GradVac(GramStrategy):
     seeded random order as PCGrad's; the targets are state, saved for resume."""
 
     name = "gradvac"
+    reweights = True
     beta = 0.01
 
     def __init__(self, seed: int = 0):
@@ -274,7 +299,7 @@ class GradVac(GramStrategy):
         self.generator = torch.Generator().manual_seed(seed)
         self.targets: torch.Tensor | None = None
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         if self.targets is None or self.targets.shape != (T, T):
             self.targets = torch.zeros(T, T, dtype=torch.float64)
@@ -300,6 +325,7 @@ class DWA(GramStrategy):
     Its loss history is state, saved for resume."""
 
     name = "dwa"
+    reweights = True
     window, temperature = 50, 2.0
 
     def __init__(self, seed: int = 0):
@@ -308,14 +334,14 @@ class DWA(GramStrategy):
         self.count = 0
         self.means: list[torch.Tensor] = []  # the last two windows' mean losses
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
         if len(self.means) == 2:
             r = self.means[1] / self.means[0].clamp(min=1e-12)
             w = T * torch.softmax(r / self.temperature, dim=0)
         else:
             w = torch.ones(T, dtype=torch.float64)
-        losses = self.last_losses if self.last_losses is not None else torch.zeros(T, dtype=torch.float64)
+        losses = losses if losses is not None else torch.zeros(T, dtype=torch.float64)
         self.sums = losses.clone() if self.sums is None else self.sums + losses
         self.count += 1
         if self.count == self.window:
@@ -330,45 +356,130 @@ class DWA(GramStrategy):
         self.sums, self.count, self.means = state["sums"], state["count"], list(state["means"])
 
 
-class UncertaintyWeighting(GramStrategy):
-    """Uncertainty weighting (Kendall et al. 2018), as LibMTL writes it: the loss
-    sum_i L_i / (2 exp(s_i)) + s_i / 2 with a learned log-variance s_i per task (from 0). The shared
-    gradient is sum_i g_i / (2 exp(s_i)); s_i's own gradient, 1/2 - L_i / (2 exp(s_i)), is set here
-    and the run's optimizer steps s with the heads. s is state, saved for resume."""
+class _LearnedWeights(GramStrategy):
+    """A strategy with one learned value per task (a parameter created by `bind`, from `init`), trained
+    by the run's optimizer; the parameter is state, saved for resume."""
 
-    name = "uncertainty"
+    init = 0.0
+    state_key = "param"  # its name in state_dict
 
     def __init__(self, seed: int = 0):
         super().__init__(seed)
-        self.log_vars: nn.Parameter | None = None
+        self.param: nn.Parameter | None = None
 
     def bind(self, tasks: Sequence[str]) -> None:
-        self.log_vars = nn.Parameter(torch.zeros(len(tasks)))
+        self.param = nn.Parameter(torch.full((len(tasks),), self.init))
 
     def parameters(self) -> list[nn.Parameter]:
-        return [self.log_vars] if self.log_vars is not None else []
+        return [self.param] if self.param is not None else []
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        T = gram.shape[0]
-        if self.log_vars is None:
+    def _bound(self, T: int) -> nn.Parameter:
+        if self.param is None:  # combine called without bind (tests, tools): tasks 0..T-1
             self.bind([str(i) for i in range(T)])
-        s = self.log_vars.detach().double().cpu()
-        w = 0.5 * torch.exp(-s)
-        if self.last_losses is not None:
-            g = 0.5 - 0.5 * self.last_losses * torch.exp(-s)
-            self.log_vars.grad = g.to(self.log_vars.dtype).to(self.log_vars.device)
-        return w, torch.zeros(T, T, dtype=torch.bool)
+        return self.param
 
     def state_dict(self) -> dict:
-        return {"log_vars": None if self.log_vars is None else self.log_vars.detach().clone()}
+        return {self.state_key: None if self.param is None else self.param.detach().clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("log_vars") is not None:
-            if self.log_vars is None:
-                self.log_vars = nn.Parameter(state["log_vars"].clone())
-            else:
-                with torch.no_grad():
-                    self.log_vars.copy_(state["log_vars"])
+        saved = state.get(self.state_key)
+        if saved is None:
+            return
+        if self.param is None:
+            self.param = nn.Parameter(saved.clone())
+        else:
+            with torch.no_grad():
+                self.param.copy_(saved)
+
+
+class UncertaintyWeighting(_LearnedWeights):
+    """Uncertainty weighting (Kendall et al. 2018), as LibMTL writes it: the loss
+    sum_i L_i / (2 exp(s_i)) + s_i / 2 with a learned log-variance s_i per task (from 0). The shared
+    gradient is sum_i g_i / (2 exp(s_i)); s_i's own gradient, 1/2 - L_i / (2 exp(s_i)), is
+    `parameter_grads`, and the run's optimizer steps s with the heads. s is state, saved for resume."""
+
+    name = "uncertainty"
+    reweights = True
+    state_key = "log_vars"
+
+    @property
+    def log_vars(self) -> nn.Parameter | None:
+        """The learned log-variances s (T,)."""
+        return self.param
+
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        s = self._bound(T).detach().double().cpu()
+        return 0.5 * torch.exp(-s), torch.zeros(T, T, dtype=torch.bool)
+
+    def parameter_grads(self, G: torch.Tensor, losses: torch.Tensor) -> list[torch.Tensor]:
+        s = self._bound(len(losses)).detach().double().cpu()
+        return [0.5 - 0.5 * losses * torch.exp(-s)]
+
+
+class GradNorm(_LearnedWeights):
+    """GradNorm (Chen et al. 2018, ICML, "GradNorm: Gradient Normalization for Adaptive Loss Balancing
+    in Deep Multitask Networks"): d = sum_i w_i g_i with learned task weights w (from 1) that balance
+    the weighted gradient norms on the shared parameters, G_i = w_i |g_i|.
+
+    Its loss is L_grad = sum_i |G_i - mean(G) r_i^alpha|, with r_i = L~_i / mean(L~) and
+    L~_i = L_i / L_i(0) the loss ratio to the first step's loss (the target mean(G) r_i^alpha is a
+    constant, as in the paper), so w_i's gradient is sign(G_i - target_i) |g_i|: `parameter_grads`.
+    The run's optimizer steps w with the heads; before each use w is renormalised to sum to T (the
+    paper renormalises after each update; a weight a step drove below 0 counts as 0). alpha = 1.5
+    (LibMTL's default; the paper uses 0.12 to 3). |g_i| is over all shared parameters (the paper: the
+    last shared layer), so the norms cost one pass over the (T, P) gradients. w and the first losses
+    are state, saved for resume."""
+
+    name = "gradnorm"
+    reweights = True
+    state_key = "weights"
+    init, alpha = 1.0, 1.5
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.initial_losses: torch.Tensor | None = None
+
+    def _renormalised(self, T: int) -> torch.Tensor:
+        w = self._bound(T)
+        with torch.no_grad():
+            v = w.clamp(min=0)
+            w.copy_(T * v / v.sum() if float(v.sum()) > 0 else torch.ones_like(v))
+        return w.detach().double().cpu()
+
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return self._renormalised(T), torch.zeros(T, T, dtype=torch.bool)
+
+    def parameter_grads(self, G: torch.Tensor, losses: torch.Tensor) -> list[torch.Tensor]:
+        if self.initial_losses is None:
+            self.initial_losses = losses.clone()
+        w = self._renormalised(len(losses))
+        norms = torch.linalg.vector_norm(G, dim=1).double().cpu()  # |g_i|, (T,)
+        ratio = losses / self.initial_losses.clamp(min=1e-12)
+        target = (w * norms).mean() * (ratio / ratio.mean()) ** self.alpha
+        return [torch.sign(w * norms - target) * norms]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "initial_losses": self.initial_losses}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.initial_losses = state.get("initial_losses")
+
+
+class UPGrad(GramStrategy):
+    """UPGrad (Quinton & Rey 2024, "Jacobian Descent for Multi-Objective Optimization"): each task
+    gradient projected onto the dual cone of all of them, {x : g_j . x >= 0 for every j}, then
+    averaged, so the step conflicts with no task (d . g_j >= 0) and reduces to the mean gradient when
+    no pair conflicts. Each projection is a T x T quadratic program, solved exactly (gram_methods)."""
+
+    name = "upgrad"
+    reweights = True
+
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return upgrad_weights(gram), torch.zeros(T, T, dtype=torch.bool)
 
 
 class AlignedMTL(GramStrategy):
@@ -376,10 +487,11 @@ class AlignedMTL(GramStrategy):
     smallest singular value of G), then summed, so no task's gradient dominates the step."""
 
     name = "aligned-mtl"
+    reweights = True
 
-    def weights(self, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         T = gram.shape[0]
-        return aligned_mtl_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+        return aligned_mtl_weights(gram, eps), torch.zeros(T, T, dtype=torch.bool)
 
 
 def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple[str, nn.Parameter]],
@@ -421,7 +533,8 @@ def telemetry_rows(G: torch.Tensor, tasks: Sequence[str], shared: Sequence[tuple
 
 
 STRATEGIES: dict[str, type[GradientStrategy]] = {
-    s.name: s for s in (SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac, DWA, UncertaintyWeighting)}
+    s.name: s for s in (SumLoss, PCGrad, MGDA, IMTLG, AlignedMTL, CAGrad, NashMTL, GradVac, DWA, UncertaintyWeighting,
+                        GradNorm, UPGrad)}
 # A training rule, not a way of combining gradients: train `single_task` alone (the paper's
 # 'Original': SST only), evaluate every task. Its one task's gradient needs no combining.
 TRAINING_RULES = ("single",)

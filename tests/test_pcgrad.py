@@ -63,8 +63,10 @@ def test_two_tasks_projected_gradient_orthogonal_to_other_original(a, b):
     p = PCGrad(seed=0)
     out, projected = p.combine(torch.stack([g1, g2]))
     if g1 @ g2 < 0 and g1.norm() > 1e-3 and g2.norm() > 1e-3:
-        g1p = g1 - (g1 @ g2) / (g2 @ g2) * g2
-        g2p = g2 - (g2 @ g1) / (g1 @ g1) * g1
+        # the product's weights w = (1 + a, 1 + b) say what was projected: g1' = g1 + (w_2 - 1) g2 and
+        # g2' = g2 + (w_1 - 1) g1; each must be orthogonal to the other task's original gradient
+        w = p.last_weights.float()
+        g1p, g2p = g1 + (w[1] - 1) * g2, g2 + (w[0] - 1) * g1
         scale = g1.norm() * g2.norm()
         assert abs(g1p @ g2) <= 1e-4 * scale and abs(g2p @ g1) <= 1e-4 * scale
         assert torch.allclose(out, g1p + g2p, atol=1e-4 * (1 + out.abs().max()))

@@ -20,17 +20,21 @@ def _G(T: int, seed: int, P: int = 40) -> torch.Tensor:
 
 
 seeds = st.integers(0, 2**31 - 1)
-NEW = ["mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac", "dwa", "uncertainty"]
+NEW = ["mgda-ub", "imtl-g", "aligned-mtl", "cagrad", "nash-mtl", "gradvac", "dwa", "uncertainty", "gradnorm", "upgrad"]
 
 
 @pytest.mark.parametrize("name", NEW)
 def test_degenerate_gradients_give_finite_steps(name):
-    """Parallel, opposite and zero task gradients: a finite combination, never nan."""
+    """Parallel, opposite and zero task gradients, at gradient scales 1e-6 to 1e6: a finite combination,
+    never nan (GradVac once took a complex square root where rounding put an opposite pair's cosine
+    below -1)."""
     g = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    h = torch.randn(12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)  # seed 1: cos < -1 by rounding
     for G in (torch.stack([g, 3 * g]), torch.stack([g, -g]), torch.stack([g, torch.zeros(3, dtype=torch.float64)]),
-              torch.stack([g, 2 * g, -g])):
-        d, _ = get_strategy(name, seed=0).combine(G)
-        assert torch.isfinite(d).all(), (name, G)
+              torch.stack([g, 2 * g, -g]), torch.stack([h, -0.7 * h])):
+        for scale in (1e-6, 1.0, 1e6):
+            d, _ = get_strategy(name, seed=0).combine(scale * G)
+            assert torch.isfinite(d).all(), (name, G)
 
 
 # ---- MGDA-UB ------------------------------------------------------------------------------------
@@ -118,17 +122,20 @@ def test_aligned_mtl_equals_the_svd_form_and_aligns(T, seed):
     d, _ = AlignedMTL().combine(G)
     ref = textbook_aligned(G)
     assert torch.allclose(d, ref, rtol=1e-6, atol=1e-6 * float(ref.norm()))
-    # the aligned task gradients B G are orthogonal with equal norms (the smallest singular value)
-    lam, V = torch.linalg.eigh(G @ G.T)
-    B = lam.min().sqrt() * (V * lam.rsqrt()) @ V.T
-    assert torch.allclose(B @ G @ G.T @ B, lam.min() * torch.eye(T, dtype=torch.float64), atol=1e-8 * float(lam.max()))
+    # d sums T aligned gradients, orthogonal with equal norms s_min: |d|^2 = T s_min^2
+    s_min = float(torch.linalg.svdvals(G).min())
+    assert float(d @ d) == pytest.approx(T * s_min ** 2, rel=1e-6)
 
 
 def test_aligned_mtl_drops_dependent_directions():
+    """g, h, g: rank 2. K = [[1,0,1],[0,4,0],[1,0,1]] has eigenvalues 2 (v = (1,0,1)/sqrt 2), 4
+    (v = e_2) and 0, dropped. B = sqrt 2 (v1 v1^T / sqrt 2 + v2 v2^T / 2), so w = B 1 = (1, 1/sqrt 2, 1)
+    and d = 2 g + h / sqrt 2 = (2, sqrt 2, 0), in float64 and in float32."""
     g = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     h = torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64)
-    w = aligned_mtl_weights(torch.stack([g, h, g]) @ torch.stack([g, h, g]).T)  # rank 2 of 3
-    assert torch.isfinite(w).all()
+    for dtype in (torch.float64, torch.float32):
+        d, _ = AlignedMTL().combine(torch.stack([g, h, g]).to(dtype))
+        assert torch.allclose(d.double(), torch.tensor([2.0, 2 ** 0.5, 0.0], dtype=torch.float64), atol=1e-5)
 
 
 # ---- all strategies: the backward contract, telemetry and resume ---------------------------------
@@ -179,7 +186,7 @@ def test_weights_sum_as_each_method_defines():
         s = cls()
         s.combine(G)
         assert abs(float(s.last_weights.sum()) - 1) < 1e-9
-    assert get_strategy("sum").weights(G @ G.T)[0].tolist() == [1.0] * 4
+    assert get_strategy("sum").weights(G @ G.T, None, 2.0 ** -52)[0].tolist() == [1.0] * 4
 
 
 def test_imtl_g_run_records_its_impartial_direction(tmp_path, data_root):
@@ -329,8 +336,7 @@ def test_gradvac_raises_conflicting_cosines_to_the_target():
 def _feed(strategy, losses_seq, G):
     out = []
     for L in losses_seq:
-        strategy.last_losses = torch.tensor(L, dtype=torch.float64)
-        d, _ = strategy.combine(G)
+        strategy.combine(G, torch.tensor(L, dtype=torch.float64))
         out.append(strategy.last_weights.clone())
     return out
 
@@ -357,15 +363,184 @@ def test_uncertainty_weights_and_the_log_variance_gradient():
     with torch.no_grad():
         s.log_vars.copy_(torch.tensor([0.0, 1.0, -1.0]))
     G = _G(3, 4)
-    s.last_losses = torch.tensor([1.5, 0.7, 3.0], dtype=torch.float64)
-    d, _ = s.combine(G)
+    losses = torch.tensor([1.5, 0.7, 3.0], dtype=torch.float64)
+    d, _ = s.combine(G, losses)
+    assert s.log_vars.grad is None  # weights only weight; backward sets the parameter's gradient
     sv = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)
     assert torch.allclose(d, (0.5 * torch.exp(-sv)) @ G)
     # d/ds of L / (2 e^s) + s / 2, checked against autograd
     ref = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64, requires_grad=True)
-    (s.last_losses / (2 * ref.exp()) + ref / 2).sum().backward()
-    assert torch.allclose(s.log_vars.grad.double(), ref.grad, atol=1e-6)
+    (losses / (2 * ref.exp()) + ref / 2).sum().backward()
+    (grad,) = s.parameter_grads(G, losses)
+    assert torch.allclose(grad, ref.grad, atol=1e-12)
     t = get_strategy("uncertainty")
     t.bind(["sst", "para", "sts"])
     t.load_state_dict(s.state_dict())
     assert torch.equal(t.log_vars.data, s.log_vars.data)
+
+
+# ---- GradNorm -----------------------------------------------------------------------------------
+def textbook_gradnorm(Gs, Ls, lr, alpha=1.5):
+    """Chen et al. (2018) on full vectors with autograd: G_i = |w_i g_i|, L_grad = sum |G_i - mean(G) r_i^a|
+    with the target constant, r_i = L~_i / mean L~, L~_i = L_i / L_i(0); w renormalised to sum to T
+    before each use, then one SGD step on w. Returns each step's combined gradient and w's gradient."""
+    T = Gs[0].shape[0]
+    w = torch.ones(T, dtype=torch.float64, requires_grad=True)
+    out = []
+    for G, L in zip(Gs, Ls):
+        with torch.no_grad():
+            w.copy_(T * w / w.sum())
+        norms = (w[:, None] * G).norm(dim=1)
+        ratio = L / Ls[0]
+        target = (norms.mean() * (ratio / ratio.mean()) ** alpha).detach()
+        w.grad = None
+        (norms - target).abs().sum().backward()
+        out.append((w.detach() @ G, w.grad.clone()))
+        with torch.no_grad():
+            w -= lr * w.grad
+    return out
+
+
+def _sgd_gradnorm(s, Gs, Ls, lr):
+    out = []
+    for G, L in zip(Gs, Ls):
+        d, _ = s.combine(G, L)
+        (grad,) = s.parameter_grads(G, L)
+        out.append((d, grad))
+        with torch.no_grad():
+            s.param -= lr * grad
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 4), seeds)
+def test_gradnorm_equals_textbook_over_steps_and_resumes(T, seed):
+    g = torch.Generator().manual_seed(seed)
+    Gs = [_G(T, seed + k) for k in range(6)]
+    Ls = [torch.rand(T, generator=g, dtype=torch.float64) + 0.1 for _ in range(6)]
+    lr = 0.1 / float(max(G.norm(dim=1).max() for G in Gs))
+    ref = textbook_gradnorm(Gs, Ls, lr)
+    s = get_strategy("gradnorm")
+    got = _sgd_gradnorm(s, Gs[:3], Ls[:3], lr)
+    resumed = get_strategy("gradnorm", seed=9)
+    resumed.load_state_dict(s.state_dict())  # resume mid-way: the weights and the first losses
+    got += _sgd_gradnorm(resumed, Gs[3:], Ls[3:], lr)
+    for (d, grad), (d_ref, grad_ref) in zip(got, ref):
+        # w is a float32 parameter, like every parameter the run's optimizer steps
+        assert torch.allclose(d, d_ref, rtol=1e-5, atol=1e-6 * float(d_ref.norm()))
+        assert torch.allclose(grad, grad_ref, rtol=1e-5, atol=1e-9)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(2, 4), seeds, st.sampled_from([1e-3, 1.0, 1e3]))
+def test_gradnorm_balances_the_weighted_gradient_norms(T, seed, scale):
+    """The defining property: with equal loss ratios (r_i = 1), learning w drives the weighted norms
+    w_i |g_i| to one value (w_i proportional to 1 / |g_i|, here 1e4 apart); the weights sum to T."""
+    G = _G(T, seed) * scale
+    L = torch.ones(T, dtype=torch.float64)
+    s = get_strategy("gradnorm")
+    norms = G.norm(dim=1)
+    for k in range(800):
+        s.combine(G, L)
+        (grad,) = s.parameter_grads(G, L)
+        assert abs(float(s.last_weights.sum()) - T) < 1e-5  # w is a float32 parameter
+        step = 0.1 * 0.99 ** max(k - 400, 0)  # relative steps (w spans 1e4), shrinking after 400
+        with torch.no_grad():
+            s.param -= (step * grad / norms * s.param.double()).float()
+    s.combine(G, L)
+    weighted = s.last_weights * norms
+    assert float(weighted.max() / weighted.min()) < 1.02
+
+
+def test_gradnorm_weights_follow_the_loss_ratios():
+    """A task whose loss fell less (a larger L / L(0)) gets a larger target, so a larger weight."""
+    G = torch.eye(2, dtype=torch.float64)  # equal norms
+    s = get_strategy("gradnorm")
+    L0 = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    s.combine(G, L0)
+    s.parameter_grads(G, L0)  # records L(0)
+    L = torch.tensor([0.9, 0.3], dtype=torch.float64)  # task 0 trains slower
+    (grad,) = s.parameter_grads(G, L)
+    assert grad[0] < 0 < grad[1]  # gradient descent raises w_0 and lowers w_1
+
+
+# ---- UPGrad -------------------------------------------------------------------------------------
+def textbook_upgrad(G: torch.Tensor) -> torch.Tensor:
+    """Quinton & Rey (2024) on full vectors: the projection of each g_i onto the dual cone
+    {x : G x >= 0}, then their mean. The projection lies on a face {x : g_j . x = 0, j in S}, and is the
+    orthogonal projection of g_i onto that subspace, so it is the closest feasible one of those
+    projections over every S (each by least squares on the P-dimensional vectors)."""
+    from itertools import combinations
+
+    T = G.shape[0]
+    out = []
+    for i in range(T):
+        best = G[i] if bool((G @ G[i] >= 0).all()) else None
+        for k in range(1, T + 1):
+            for S in combinations(range(T), k):
+                A = G[list(S)]  # (k, P)
+                x = G[i] - A.T @ torch.linalg.lstsq(A @ A.T, A @ G[i]).solution
+                if bool((G @ x >= -1e-12 * float(G[i] @ G[i])).all()) and (
+                        best is None or float((x - G[i]).norm()) < float((best - G[i]).norm())):
+                    best = x
+        out.append(best)
+    return torch.stack(out).mean(0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 4), seeds)
+def test_upgrad_equals_the_textbook_projections(T, seed):
+    G = torch.randn(T, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    d, _ = get_strategy("upgrad").combine(G)
+    ref = textbook_upgrad(G)
+    assert torch.allclose(d, ref, atol=1e-6 * float(G.norm(dim=1).max()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 5), seeds)
+def test_upgrad_conflicts_with_no_task_and_is_the_mean_without_conflict(T, seed):
+    """d . g_j >= 0 for every task j; without a conflicting pair every g_i is in the cone already, so d
+    is the mean gradient."""
+    G = _G(T, seed)
+    d, _ = get_strategy("upgrad").combine(G)
+    assert (G @ d >= -1e-9 * float(G.norm(dim=1).max()) ** 2).all()
+    H = G.abs()  # nonnegative entries: no pair conflicts
+    assert torch.allclose(get_strategy("upgrad").combine(H)[0], H.mean(0), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gradnorm", "upgrad"])
+def test_new_strategies_train_a_tiny_run(tmp_path, data_root, name):
+    """A real multi-task run on a tiny random BERT: complete, with each task's weight in the telemetry
+    (GradNorm's sum to T = 3)."""
+    import csv
+    import json
+
+    from minbert_core.train import smoke_config, train
+
+    run = train(smoke_config(strategy=name, epochs=1, batch_size=8, runs_dir=str(tmp_path), data_dir=str(data_root)))
+    assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
+    rows = [r for r in csv.DictReader((run / "telemetry.csv").open()) if r["group"] == "overall"]
+    assert rows and all(r["strategy"] == name for r in rows)
+    if name == "gradnorm":
+        first = {r["step"]: r for r in rows if r["task_a"] == "sst" and r["task_b"] == "para"}
+        sts = {r["step"]: float(r["weight_b"]) for r in rows if r["task_a"] == "para" and r["task_b"] == "sts"}
+        for step, r in first.items():
+            assert float(r["weight_a"]) + float(r["weight_b"]) + sts[step] == pytest.approx(3.0, abs=1e-5)
+
+
+def test_explorer_draws_weights_where_the_registry_says_the_strategy_reweights(monkeypatch):
+    """The explorer asks the registry (`reweights`), not a list of names of its own: a strategy that
+    does not reweight gets no weighted arrow, whatever its name."""
+    from minbert_core import explorer, strategies
+
+    row = {"weight_a": 0.3, "weight_b": 0.7}
+    for name, cls in STRATEGIES.items():
+        assert (explorer._weights({**row, "strategy": name}) is not None) == cls.reweights, name
+    assert {n for n, c in STRATEGIES.items() if not c.reweights} == {"sum", "pcgrad"}
+    assert explorer._weights({**row, "strategy": "single"}) is None  # a training rule, not a strategy
+
+    class Surgery(strategies.PCGrad):
+        name = "surgery"
+
+    monkeypatch.setitem(strategies.STRATEGIES, "surgery", Surgery)
+    assert explorer._weights({**row, "strategy": "surgery"}) is None
