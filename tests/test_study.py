@@ -76,7 +76,7 @@ def _dry_run_json(profile, capsys) -> list[dict]:
 def test_full_and_paper_profiles_run_what_they_say(profile, checkpoint, max_length, capsys):
     """Every training run: all rows, 10 epochs, the original project's batch and learning rates."""
     runs = [r for r in _dry_run_json(profile, capsys) if r["notebook"] in TRAINING]
-    assert len(runs) == 35  # Table 1: 20, Table 2: 3, Table 3: 2, Table 4: 10
+    assert len(runs) == 37  # Table 1: 20, Table 2: 3, Table 3: 2, Table 4: 12
     for r in runs:
         p = r["params"]
         assert (p["checkpoint"], p["train_limit"], p["eval_limit"], p["epochs"]) == (checkpoint, 0, 0, 10), r
