@@ -113,7 +113,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .study import describe, expand, load_plan, run_study
+    from .plan import describe, expand, load_plan
+    from .study import run_study
 
     if a.dry_run or a.json:
         out = Path(a.out or f"runs/study-{a.profile}").resolve()

@@ -47,8 +47,8 @@ def run_entry_task(notebook: str, folder: str, params: dict, kernel: str, name: 
 
 if __name__ == "__main__":  # the task's own process: python -m minbert_core.cluster --run-entry < [args]
     if sys.argv[1:] == ["--run-entry"]:
-        from .study import _run_entry
+        from .notebook_run import run_entry
 
-        print(json.dumps(list(_run_entry(*json.loads(sys.stdin.read())))))
+        print(json.dumps(list(run_entry(*json.loads(sys.stdin.read())))))
     else:
         sys.exit("usage: python -m minbert_core.cluster --run-entry (a cluster task's own process)")

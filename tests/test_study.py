@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from minbert_core.cli import main
-from minbert_core.study import TRAINING_NOTEBOOKS as TRAINING
-from minbert_core.study import expand, load_plan, notebook_parameters, run_study
+from minbert_core.notebook_run import TRAINING_NOTEBOOKS as TRAINING
+from minbert_core.plan import expand, load_plan, notebook_parameters
+from minbert_core.study import run_study
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 FIGURES = ["learning_curves", "dev_metrics", "hyperparameter_effects", "gradient_conflict_summary",
@@ -264,7 +265,7 @@ def test_kernels_use_ipc_and_are_not_interrupted_on_shutdown(monkeypatch):
 
     from jupyter_client import AsyncKernelManager
 
-    from minbert_core.study import _kernel_manager_class
+    from minbert_core.notebook_run import _kernel_manager_class
 
     calls = []
 
