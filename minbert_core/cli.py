@@ -113,12 +113,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .plan import describe, expand, load_plan
+    from .plan import describe, plan_runs
     from .study import run_study
 
     if a.dry_run or a.json:
         out = Path(a.out or f"runs/study-{a.profile}").resolve()
-        print(describe(expand(load_plan(a.plan), a.profile, out, a.notebooks), as_json=a.json), end="")
+        print(describe(plan_runs(a.plan, a.profile, out, a.notebooks)[1], as_json=a.json), end="")
         return 0
 
     runs = run_study(a.profile, a.out, plan_path=a.plan, notebooks_dir=a.notebooks, report_dir=a.report_dir,
@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # the user's input: a flag, a file, a key
         if a.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # a plan's mistakes: one line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except (TrainingDiverged, OSError, RuntimeError) as e:  # the run itself failed
         if a.debug:

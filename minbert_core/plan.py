@@ -9,14 +9,14 @@ import ast
 import dataclasses
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from .notebook_run import NOTEBOOKS_DIR, TRAINING_NOTEBOOKS
+from .plan_schema import Experiment, Plan, PlanError, check_plan, key_path, read_plan_text
 
 @dataclass
 class PlannedRun:
@@ -112,90 +112,237 @@ def _resolve_refs(params: dict, defaults: dict, where: str) -> dict:
     return out
 
 
-def _check_training_params(params: dict, nb_params: dict, where: str) -> None:
-    """Every parameter the plan sets reaches the notebook, and the notebook gets no smoke default."""
+def _check_training_params(params: dict, nb_params: dict) -> None:
+    """The merged parameters of a training run: none left to the notebook's smoke default, and
+    TrainConfig's types and choices (each key the plan sets was checked at its source)."""
     from .train import TrainConfig
 
-    unknown = sorted(set(params) - set(nb_params))
-    if unknown:
-        raise ValueError(f"{where}: the plan sets {', '.join(unknown)}, which the notebook has no parameter for; "
-                         f"its parameters: {', '.join(nb_params)}")
     unset = sorted(set(nb_params) - set(params) - {"resume"})
     if unset:
-        raise ValueError(f"{where}: the plan leaves {', '.join(unset)} unset (the notebook's smoke default "
+        raise ValueError(f"the plan leaves {', '.join(unset)} unset (the notebook's smoke default "
                          "would be used); set it in the profile or the grid")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig.from_dict({k: v for k, v in params.items() if k in fields})  # types and choices, named
 
 
+PACKAGED_PLAN = "minbert_core/study.yaml"
+
+
 def load_plan(path: str | Path | None = None) -> dict:
-    """The plan (the packaged study.yaml unless a path is given)."""
+    """The plan's data (the packaged study.yaml unless a path is given), its YAML and shape checked.
+
+    Raises FileNotFoundError for a missing file and PlanError (a ValueError) listing every mistake,
+    `<plan file>: <key path>: <problem>` (minbert_core.plan_schema).
+    """
     if path is None:
-        return yaml.safe_load(resources.files("minbert_core").joinpath("study.yaml").read_text())
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: study plan not found")
-    return yaml.safe_load(p.read_text())
+        text, source = resources.files("minbert_core").joinpath("study.yaml").read_text(), PACKAGED_PLAN
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: study plan not found")
+        text, source = p.read_text(), str(p)
+    data = read_plan_text(text, source)
+    check_plan(data, source)
+    return data
 
 
-def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | None = None) -> list[PlannedRun]:
-    """Every run of a profile, with every notebook parameter resolved from the plan.
+def plan_runs(plan_path: str | Path | None, profile: str, out_dir: Path,
+              notebooks_dir: str | Path | None = None) -> tuple[dict, list[PlannedRun]]:
+    """The plan file's data (the packaged plan for None) and its profile's runs (load_plan, expand)."""
+    plan = load_plan(plan_path)
+    return plan, expand(plan, profile, out_dir, notebooks_dir, source=str(plan_path or PACKAGED_PLAN))
+
+
+def expand(plan: dict, profile: str, out_dir: Path, notebooks_dir: str | Path | None = None,
+           source: str = PACKAGED_PLAN) -> list[PlannedRun]:
+    """Every run of a profile, with every notebook parameter resolved and checked; nothing runs.
 
     A training run's parameters are, later winning: TrainConfig's defaults (the original project's),
     the profile's `common`, the profile's block for the notebook (or the one the experiment names in
-    `block`, where the profile has it), then the grid entry. A parameter
-    the plan sets that the notebook lacks, or one the plan leaves to the notebook's smoke default,
-    is an error. A notebook block's `seeds` repeats each of its runs per seed (the first keeps the
-    plain name, the others get `-seed<N>`); runs are ordered seed by seed, so a partial study
-    covers every column once before it repeats any; unseeded runs follow in plan order.
+    `block`, where the profile has it), then the grid entry; another notebook's are its block, then
+    its grid. Every key must be a parameter of the notebook (read from its `parameters` cell), and a
+    training run may leave none to the notebook's smoke default. Notebooks are named by file stem
+    inside the notebooks folder; every run name follows the --run-id rule. A block's `seeds` (or the
+    profile's) repeats each training run per seed (the first keeps the plain name, the others get
+    `-seed<N>`); runs are ordered seed by seed, so a partial study covers every column once before
+    it repeats any; unseeded runs follow in plan order. Raises PlanError (source: the plan's file,
+    for messages) listing every mistake, and where the profile selects no run.
     """
-    from .train import migrate_keys
+    model = check_plan(plan, source)
+    if profile not in model.profiles:
+        raise PlanError(source, [("profiles", f"unknown profile {profile!r}; the plan has: "
+                                              f"{', '.join(model.profiles)}")])
+    ex = _Expansion(model, profile, Path(out_dir), Path(notebooks_dir or NOTEBOOKS_DIR))
+    ex.check_notebooks_and_keys()
+    runs = ex.runs() if not ex.problems else []
+    ex.problems += _reference_problems(runs, model)
+    unplanned = sorted(set(ex.prof.tables or []) - {e.table for e in model.experiments})
+    if unplanned:
+        ex.problems.append((f"profiles.{profile}.tables", f"no experiment fills table(s) {unplanned}"))
+    selected = _select_tables(runs, ex.prof.tables)
+    if not ex.problems and not any(r.same_as is None for r in selected):
+        where = f"profiles.{profile}.tables" if ex.prof.tables is not None else "experiments"
+        ex.problems.append((where, f"profile {profile} selects no run to execute; a study needs one"))
+    if ex.problems:
+        raise PlanError(source, ex.problems)
+    return selected
 
-    profiles = plan.get("profiles", {})
-    if profile not in profiles:
-        raise ValueError(f"unknown profile {profile!r}; the plan has: {', '.join(profiles)}")
-    prof = profiles[profile]
-    nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
-    runs: list[tuple[tuple[int, int], PlannedRun]] = []
-    for exp in plan["experiments"]:
-        if "same_as" in exp:  # a table cell filled by another experiment's runs (same configuration)
-            runs.append(((1, 0), PlannedRun(exp["name"], "", {}, exp.get("table"), exp.get("row"), exp.get("column"),
-                                       status="same as " + exp["same_as"], experiment=exp["name"],
-                                       same_as=exp["same_as"], compare_to=exp.get("compare_to"))))
-            continue
-        training = exp["notebook"] in TRAINING_NOTEBOOKS
-        nb_params = notebook_parameters(nb_dir / f"{exp['notebook']}.ipynb")
-        key = exp["block"] if exp.get("block") in prof else exp["notebook"]  # e.g. Table 4's `table4`
-        block = migrate_keys(dict(prof.get(key) or {}), f"profile {profile}, {key}")
-        seeds = block.pop("seeds", None) if training else None
-        grid = migrate_keys(exp.get("grid", {}), f"experiment {exp['name']}")
-        varied = [k for k, v in grid.items() if isinstance(v, list)]
-        for combo in itertools.product(*(grid[k] for k in varied)):
-            params = dict(grid) | dict(zip(varied, combo))
-            name = "-".join([exp["name"]] + [str(v) for v in combo])
+
+def _exp_path(i: int, exp: Experiment) -> str:
+    return f"experiments[{i}] ({exp.name})"
+
+
+class _Expansion:
+    """One profile of a checked plan, expanded into runs; mistakes are collected in `problems`."""
+
+    def __init__(self, plan: Plan, profile: str, out_dir: Path, nb_dir: Path):
+        self.plan, self.profile, self.prof = plan, profile, plan.profiles[profile]
+        self.out_dir, self.nb_dir = out_dir, nb_dir
+        self.problems: list[tuple[str, str]] = []
+        self.params: dict[str, dict] = {}  # notebook -> its parameters (name -> default)
+
+    def block_key(self, exp: Experiment) -> str:
+        """The profile block an experiment reads: its `block` where the profile has it (Table 4's
+        `table4`), else its notebook's."""
+        return exp.block if exp.block in self.prof.model_extra else exp.notebook
+
+    def check_notebooks_and_keys(self) -> None:
+        """Each notebook resolves inside the notebooks folder; every key of a profile block, `common`
+        and a grid is a parameter of each notebook that reads it."""
+        for i, exp in enumerate(self.plan.experiments):
+            if exp.notebook is not None and exp.notebook not in self.params:
+                found = _notebook_file(self.nb_dir, exp.notebook)
+                if found is None:
+                    self.problems.append((_exp_path(i, exp) + ".notebook", f"{exp.notebook!r} is not a notebook of "
+                                          f"{self.nb_dir}: name one by its file name without .ipynb "
+                                          f"({', '.join(sorted(p.stem for p in self.nb_dir.glob('*.ipynb')))})"))
+                    continue
+                self.params[exp.notebook] = notebook_parameters(found)
+        known = set(self.params) | {e.block for e in self.plan.experiments if e.block}
+        for k in self.prof.model_extra:
+            if k not in known and _notebook_file(self.nb_dir, k) is None:
+                self.problems.append((key_path(f"profiles.{self.profile}", k), "unknown key: not a notebook, nor a "
+                                      "block an experiment names, nor description, common, tables, targets or seeds"))
+        readers: dict[str, set[str]] = {}  # profile block -> the notebooks that read it
+        for i, exp in enumerate(self.plan.experiments):
+            if exp.notebook in self.params:
+                readers.setdefault(self.block_key(exp), set()).add(exp.notebook)
+                self._check_keys(exp.grid, {exp.notebook}, _exp_path(i, exp) + ".grid")
+        for key, notebooks in readers.items():
+            self._check_keys(self.prof.model_extra.get(key) or {}, notebooks,
+                             key_path(f"profiles.{self.profile}", key), seeds_ok=notebooks <= set(TRAINING_NOTEBOOKS))
+        training = {n for n in self.params if n in TRAINING_NOTEBOOKS}
+        self._check_keys(self.prof.common, training, f"profiles.{self.profile}.common")
+
+    def _check_keys(self, block: dict, notebooks: set[str], where: str, seeds_ok: bool = False) -> None:
+        from .train import migrate_keys
+
+        for k in migrate_keys(block, where, warn=False):
+            if k == "seeds" and seeds_ok:
+                continue
+            lacking = sorted(n for n in notebooks if k not in self.params[n])
+            if lacking:
+                why = "seeds repeat training runs only" if k == "seeds" else \
+                    f"its parameters: {', '.join(self.params[lacking[0]])}"
+                self.problems.append((key_path(where, k), f"not a parameter of notebook {', '.join(lacking)} ({why})"))
+
+    def runs(self) -> list[PlannedRun]:
+        """Every run of the profile, ordered seed by seed, then the unseeded ones in plan order."""
+        runs: list[tuple[tuple[int, int], PlannedRun]] = []
+        for i, exp in enumerate(self.plan.experiments):
+            if exp.same_as is not None:  # a table cell filled by another experiment's runs (same configuration)
+                runs.append(((1, 0), PlannedRun(exp.name, "", {}, exp.table, exp.row, exp.column,
+                                                status="same as " + exp.same_as, experiment=exp.name,
+                                                same_as=exp.same_as, compare_to=exp.compare_to)))
+                continue
+            try:
+                runs += self._experiment_runs(exp)
+            except ValueError as e:
+                self.problems.append((_exp_path(i, exp), f"profile {self.profile}: {e}"))
+        return [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
+
+    def _experiment_runs(self, exp: Experiment) -> list[tuple[tuple[int, int], PlannedRun]]:
+        from .train import migrate_keys, valid_run_id
+
+        training = exp.notebook in TRAINING_NOTEBOOKS
+        key = self.block_key(exp)
+        block = migrate_keys(dict(self.prof.model_extra.get(key) or {}), f"profile {self.profile}, {key}")
+        seeds = block.pop("seeds", self.prof.seeds) if training else None
+        defaults = block
+        if training:
+            common = migrate_keys(self.prof.common, f"profile {self.profile}")
+            defaults = _training_defaults(self.params[exp.notebook]) | common | block
+        out = []
+        for name, params in _grid_runs(exp.name, migrate_keys(exp.grid, f"experiment {exp.name}")):
+            params = defaults | (_resolve_refs(params, defaults, f"run {name}") if training else params)
             if training:
-                defaults = (_training_defaults(nb_params) | migrate_keys(prof.get("common", {}), f"profile {profile}")
-                            | block)
-                params = defaults | _resolve_refs(params, defaults, f"run {name}")
-                params["runs_dir"] = str(out_dir)
+                params["runs_dir"] = str(self.out_dir)
             needs = [v[1:] for v in params.values() if isinstance(v, str) and v.startswith("@")]
-            params = {k: str(out_dir / v[1:]) if isinstance(v, str) and v.startswith("@") else v
+            params = {k: str(self.out_dir / v[1:]) if isinstance(v, str) and v.startswith("@") else v
                       for k, v in params.items()}
             for i, seed in enumerate(seeds or [None]):
                 p, run_name = dict(params), name
                 if seed is not None:
                     p["seed"] = seed
                     run_name = name if i == 0 else f"{name}-seed{seed}"
-                if training:
+                if training and valid_run_id(run_name):  # a bad name is reported with its key path, below
                     p["run_id"] = run_name
-                    _check_training_params(p, nb_params, f"profile {profile}, run {run_name} ({exp['notebook']})")
-                runs.append(((0, i) if seeds else (1, 0), PlannedRun(run_name, exp["notebook"], p, exp.get("table"), exp.get("row"),
-                                           exp.get("column"), needs=needs, experiment=exp["name"],
-                                           compare_to=exp.get("compare_to"),
-                                           expect_failure=exp.get("expect_failure"))))
-    ordered = [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
-    _check_references(ordered)
-    return _select_tables(ordered, prof.get("tables"))
+                    try:
+                        _check_training_params(p, self.params[exp.notebook])
+                    except ValueError as e:
+                        raise ValueError(f"run {run_name} ({exp.notebook}): {e}") from None
+                out.append(((0, i) if seeds else (1, 0), PlannedRun(
+                    run_name, exp.notebook, p, exp.table, exp.row, exp.column, needs=needs, experiment=exp.name,
+                    compare_to=exp.compare_to, expect_failure=exp.expect_failure)))
+        return out
+
+
+def _grid_runs(name: str, grid: dict) -> list[tuple[str, dict]]:
+    """(run name, parameters) per combination of a grid's list values: the name is the experiment's,
+    then each varied value."""
+    varied = [k for k, v in grid.items() if isinstance(v, list)]
+    return [("-".join([name] + [str(v) for v in combo]), dict(grid) | dict(zip(varied, combo)))
+            for combo in itertools.product(*(grid[k] for k in varied))]
+
+
+def _notebook_file(nb_dir: Path, name: str) -> Path | None:
+    """`nb_dir/<name>.ipynb` where `name` is a plain file stem of a notebook inside nb_dir; else None."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        return None
+    path = nb_dir / f"{name}.ipynb"
+    if not path.is_file() or path.resolve().parent != nb_dir.resolve():
+        return None
+    return path
+
+
+# `minbert study` writes these into the study folder beside the run folders
+RESERVED_NAMES = ("report", "study.json")
+
+
+def _reference_problems(runs: list[PlannedRun], plan: Plan) -> list[tuple[str, str]]:
+    """Run names are plain folder names (the --run-id rule), unique and not the study's own files;
+    every same_as, compare_to and @run names something in the plan."""
+    from .train import valid_run_id
+
+    index = {e.name: i for i, e in enumerate(plan.experiments)}
+    where = lambda r: _exp_path(index[r.experiment], plan.experiments[index[r.experiment]])  # noqa: E731
+    problems = []
+    names = [r.name for r in runs]
+    for r in runs:
+        if not valid_run_id(r.name) or r.name in RESERVED_NAMES:
+            problems.append((where(r) + ".name", f"run name {r.name!r} must be one folder name of letters, digits, "
+                             f"'.', '_' or '-' inside --out (the --run-id rule), not {' or '.join(RESERVED_NAMES)}"))
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(("experiments", f"several runs are named {n!r}; run names must be unique"))
+    experiments = {r.experiment for r in runs}
+    for r in runs:
+        for key in ("same_as", "compare_to"):
+            if getattr(r, key) is not None and getattr(r, key) not in experiments:
+                problems.append((f"{where(r)}.{key}", f"names no experiment: {getattr(r, key)!r}"))
+        unknown = [n for n in r.needs if n not in names]
+        if unknown:
+            problems.append((f"{where(r)}.grid", f"run {r.name} reads unknown run(s) (@name): {', '.join(unknown)}"))
+    return problems
 
 
 def _select_tables(runs: list[PlannedRun], tables: list[int] | None) -> list[PlannedRun]:
@@ -206,23 +353,6 @@ def _select_tables(runs: list[PlannedRun], tables: list[int] | None) -> list[Pla
     kept = [r for r in runs if r.table in tables or r.table is None]
     names = {r.name for r in kept if r.table is not None}
     return [r for r in kept if r.table is not None or all(n in names for n in r.needs)]
-
-
-def _check_references(runs: list[PlannedRun]) -> None:
-    """Run names are unique, and every same_as, compare_to and @run names something in the plan."""
-    names = [r.name for r in runs]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"plan gives several runs the same name: {', '.join(dup)}")
-    experiments = {r.experiment for r in runs}
-    for r in runs:
-        if r.same_as is not None and r.same_as not in experiments:
-            raise ValueError(f"plan entry {r.name}: same_as names no experiment: {r.same_as!r}")
-        if r.compare_to is not None and r.compare_to not in experiments:
-            raise ValueError(f"plan entry {r.name}: compare_to names no experiment: {r.compare_to!r}")
-        unknown = [n for n in r.needs if n not in names]
-        if unknown:
-            raise ValueError(f"run {r.name} refers to unknown run(s): {', '.join(unknown)}")
 
 
 def describe(runs: list[PlannedRun], as_json: bool = False) -> str:

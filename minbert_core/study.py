@@ -17,7 +17,7 @@ from pathlib import Path
 # NOTEBOOKS_DIR, check_parameters, describe, notebook_parameters: imported from here by code written
 # before the plan and the notebook runner were split out of this module
 from .notebook_run import KERNEL, NOTEBOOKS_DIR, TRAINING_NOTEBOOKS, check_kernel, error_text, execute, run_entry  # noqa: F401
-from .plan import PlannedRun, check_parameters, describe, expand, load_plan, notebook_parameters  # noqa: F401
+from .plan import PlannedRun, check_parameters, describe, expand, load_plan, notebook_parameters, plan_runs  # noqa: F401
 from .progress import format_duration
 from .runs import folder_lock, write_json
 
@@ -42,6 +42,8 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     cluster: a Dask scheduler address (or local:N) to run the notebooks on (minbert_core.cluster);
     gpus_per_run: the GPU resource each training run asks of the cluster's workers;
     report_notebook=False: stop after the runs (no 05_report)."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1 (notebooks run at once); got {jobs}")
     out = Path(out_dir or f"runs/study-{profile}").resolve()
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     report = Path(report_dir).resolve() if report_dir else out / "report"
@@ -52,8 +54,7 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     if jobs > 1:  # share the cores: N kernels with all cores' threads each would oversubscribe them
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(max(1, (os.cpu_count() or 1) // jobs)))
-    plan = load_plan(plan_path)
-    runs = expand(plan, profile, out, nb_dir)
+    plan, runs = plan_runs(plan_path, profile, out, nb_dir)  # the whole plan is checked before anything runs
     for r in runs:
         if r.notebook == "04_gradient_conflict":
             r.params["figures_dir"] = str(report)
@@ -69,6 +70,7 @@ def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, n
     """The study's steps: settle what is already done, run the independent notebooks (in parallel
     with jobs > 1), then those that read other runs, then the report; say what failed."""
     ex = _Execution(plan, profile, runs, out, nb_dir, jobs, kernel)
+    ex.record()  # from the start: the report (and a rerun) finds this study's plan, whatever happens next
     print(f"study '{profile}': {len(ex.executed)} runs + report -> {out}" + (f" on {cluster}" if cluster else ""),
           flush=True)
     if cluster:

@@ -151,7 +151,7 @@ def test_a_profile_runs_the_tables_it_lists(tmp_path):
 def test_plan_errors_name_the_key(tmp_path):
     base = "profiles:\n  p: {common: {checkpoint: 'random:tiny'}}\nexperiments:\n"
     plan = yaml.safe_load(base + "  - {notebook: 02_multitask, name: x, grid: {strategy: sum, epochz: 3}}\n")
-    with pytest.raises(ValueError, match="sets epochz, which the notebook has no parameter for"):
+    with pytest.raises(ValueError, match=r"experiments\[0\] \(x\)\.grid\.epochz: not a parameter of notebook 02_multitask"):
         expand(plan, "p", tmp_path)
     plan = yaml.safe_load(base + "  - {notebook: 01_sentiment, name: x, grid: {mode: finetune}}\n")
     with pytest.raises(ValueError, match="leaves task unset"):
