@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-report", action="store_true", help="run the notebooks only, not the report")
     sp.add_argument("--gpus-per-run", type=int, default=0,
                     help="with --cluster: the GPU resource each training run asks of the workers (default: 0)")
-    sp.set_defaults(fn=_cmd_study)
+    sp.set_defaults(fn=_cmd_study, on_interrupt="interrupted; run the same command again to continue: completed "
+                    "runs are skipped and interrupted training runs resume from their last checkpoint")
     _add_bench_parser(sub)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines drown the progress
+    if not a.verbose:  # Dask logs every connection of a --cluster study, and its shutdown, at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     from .train import TrainingDiverged
 
     try:
@@ -263,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM of a study: one line, no traceback
+        print(getattr(a, "on_interrupt", "interrupted; run the same command with --resume to continue"),
+              file=sys.stderr)
         return 130
 
 

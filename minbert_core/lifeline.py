@@ -43,7 +43,9 @@ def pool_worker_init() -> None:
 
 
 def wrap(cmd: list[str]) -> list[str]:
-    """`cmd` run through this module: it dies with the calling process."""
+    """`cmd` run through this module: it dies with the calling process (Linux; elsewhere `cmd` as is)."""
+    if not sys.platform.startswith("linux"):
+        return cmd
     return [sys.executable, "-I", os.path.abspath(__file__), str(os.getpid()), *cmd]
 
 

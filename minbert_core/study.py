@@ -7,10 +7,14 @@ The plan itself is minbert_core.plan; one notebook's execution is minbert_core.n
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from pathlib import Path
 # before the plan and the notebook runner were split out of this module
 from .notebook_run import KERNEL, NOTEBOOKS_DIR, TRAINING_NOTEBOOKS, check_kernel, error_text, execute, run_entry  # noqa: F401
 from .plan import PlannedRun, check_parameters, describe, expand, load_plan, notebook_parameters, plan_runs  # noqa: F401
+from .lifeline import pool_worker_init
 from .progress import format_duration
 from .runs import folder_lock, write_json
 
@@ -33,6 +38,24 @@ def _score_text(run_dir: Path) -> str:
     return "".join(f", dev {k} {v:.3f}" for k, v in best.items())
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM ends a study as Ctrl-C does: its pool workers or its local cluster are shut down (and
+    with them their kernels) before it exits, instead of being left running."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_path: str | Path | None = None,
               notebooks_dir: str | Path | None = None, report_dir: str | Path | None = None, jobs: int = 1,
               kernel: str = KERNEL, cluster: str | None = None, gpus_per_run: int = 0,
@@ -44,6 +67,13 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
     report_notebook=False: stop after the runs (no 05_report)."""
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1 (notebooks run at once); got {jobs}")
+    if gpus_per_run and not cluster:
+        raise ValueError("--gpus-per-run applies to --cluster studies only (a local study's notebooks use the "
+                         "device their plan sets)")
+    if cluster:
+        from .cluster import local_workers
+
+        local_workers(cluster, gpus_per_run)  # an impossible request fails now, not after a silent wait
     out = Path(out_dir or f"runs/study-{profile}").resolve()
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     report = Path(report_dir).resolve() if report_dir else out / "report"
@@ -60,7 +90,7 @@ def run_study(profile: str = "smoke", out_dir: str | Path | None = None, plan_pa
             r.params["figures_dir"] = str(report)
         if cluster and r.notebook in TRAINING_NOTEBOOKS and not r.params.get("data_dir"):
             r.params["data_dir"] = os.environ["MINBERT_DATA"]  # workers elsewhere: the shared path itself
-    with folder_lock(out, "study"):  # one `minbert study` per study folder
+    with folder_lock(out, "study"), _sigterm_as_interrupt():  # one `minbert study` per study folder
         return _execute_plan(plan, profile, runs, out, nb_dir, report if report_notebook else None, jobs, kernel,
                              cluster, gpus_per_run)
 
@@ -99,6 +129,7 @@ class _Execution:
         self.t0 = time.perf_counter()
 
     def record(self) -> None:
+        """study.json: the profile, its description and targets, and every run with its status so far."""
         write_json(self.out / "study.json", {
             "profile": self.profile, "description": self.plan["profiles"][self.profile].get("description", ""),
             "targets": self.plan["profiles"][self.profile].get("targets", []),
@@ -138,27 +169,41 @@ class _Execution:
         self.settle(r)
 
     def run_independent(self) -> None:
+        """The runs that read no other run: in a pool of `jobs` processes, or one after another."""
         todo = [r for r in self.executed if not r.needs and self.needs_running(r)]
         if self.jobs > 1 and len(todo) > 1:
-            # Separate processes: nbclient must run in a process's main thread (widget comms hang in threads).
-            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-                futures = {pool.submit(run_entry, *self._args(r)): r for r in todo}
-                for fut in as_completed(futures):
-                    r = futures[fut]
-                    r.status, r.error, r.seconds = fut.result()
-                    self.settle(r)
+            self._run_in_pool(todo)
         else:
             for r in todo:
                 self._run(r)
+
+    def _run_in_pool(self, todo: list[PlannedRun]) -> None:
+        """`todo` in `jobs` worker processes (nbclient must run in a process's main thread: widget comms
+        hang in threads). Spawned, not forked, so that no worker inherits the study lock's open file;
+        each dies with the study (minbert_core.lifeline) and ignores Ctrl-C, which ends the study here:
+        its workers are killed, and their kernels die with them."""
+        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=pool_worker_init)
+        try:
+            futures = {pool.submit(run_entry, *self._args(r)): r for r in todo}
+            for fut in as_completed(futures):
+                r = futures[fut]
+                r.status, r.error, r.seconds = fut.result()
+                self.settle(r)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in multiprocessing.active_children():  # the pool's workers: nothing else is started here
+                p.kill()
+            raise
+        pool.shutdown()
 
     def run_on_cluster(self, address: str, gpus_per_run: int) -> None:
         """Every notebook as a Dask task (minbert_core.cluster); a run that reads others waits for them."""
         from .cluster import connect, run_entry_task
 
-        client = connect(address)  # first: without Dask installed, a clear error
-        from distributed import as_completed as dask_completed
+        with connect(address, gpus_per_run) as client:  # first: without Dask installed, a clear error
+            from distributed import as_completed as dask_completed
 
-        try:
             futures = {}
             for r in self.executed:  # plan order: the runs a run reads come before it
                 if (self.out / r.name / ".complete").is_file():
@@ -174,15 +219,15 @@ class _Execution:
                 r = self.by_name[names[fut.key]]
                 r.status, r.error, r.seconds = result
                 self.settle(r)
-        finally:
-            client.close()
 
     def run_dependent(self) -> None:
+        """The runs that read others (the explorer), once those are settled."""
         for r in self.executed:
             if r.needs and self.needs_running(r):
                 self._run(r)
 
     def run_report(self, report: Path) -> None:
+        """05_report on the study folder, its tables and figures into `report`."""
         rep = PlannedRun("report", "05_report", {"study_dir": str(self.out), "report_dir": str(report)})
         t0 = time.perf_counter()
         try:
@@ -197,6 +242,7 @@ class _Execution:
         self.record()
 
     def summarise_failures(self) -> None:
+        """Every failed notebook again at the end, with its error, on stderr."""
         failed = [r for r in self.runs if r.status == "failed"]
         if failed:
             print(f"\n{len(failed)} of {len(self.runs)} notebooks failed:", file=sys.stderr)
