@@ -129,6 +129,7 @@ def test_a_killed_study_leaves_nothing_running_and_a_rerun_completes_it(plan, re
     proc.kill()
     proc.communicate()
     wait_until(lambda: not any(_alive(p) for p in left), timeout=30, what="the study's processes to die")
+    assert json.loads((out / "study.json").read_text())["profile"] == "smoke"  # recorded before any run settled
     runs = run_study("smoke", out, plan_path=plan, jobs=2, report_notebook=False)
     assert all(r.status in ("complete", "skipped (complete)") for r in runs), [(r.name, r.error) for r in runs]
     assert_same_records(reference, out)
