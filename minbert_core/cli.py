@@ -113,11 +113,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_study(a: argparse.Namespace) -> int:
-    from .study import describe, expand, load_plan, run_study
+    from .plan import describe, plan_runs
+    from .study import run_study
 
     if a.dry_run or a.json:
         out = Path(a.out or f"runs/study-{a.profile}").resolve()
-        print(describe(expand(load_plan(a.plan), a.profile, out, a.notebooks), as_json=a.json), end="")
+        print(describe(plan_runs(a.plan, a.profile, out, a.notebooks)[1], as_json=a.json), end="")
         return 0
 
     runs = run_study(a.profile, a.out, plan_path=a.plan, notebooks_dir=a.notebooks, report_dir=a.report_dir,
@@ -211,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-report", action="store_true", help="run the notebooks only, not the report")
     sp.add_argument("--gpus-per-run", type=int, default=0,
                     help="with --cluster: the GPU resource each training run asks of the workers (default: 0)")
-    sp.set_defaults(fn=_cmd_study)
+    sp.set_defaults(fn=_cmd_study, on_interrupt="interrupted; run the same command again to continue: completed "
+                    "runs are skipped and interrupted training runs resume from their last checkpoint")
     _add_bench_parser(sub)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
@@ -249,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines drown the progress
+    if not a.verbose:  # Dask logs every connection of a --cluster study, and its shutdown, at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     from .train import TrainingDiverged
 
     try:
@@ -256,15 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # the user's input: a flag, a file, a key
         if a.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # a plan's mistakes: one line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except (TrainingDiverged, OSError, RuntimeError) as e:  # the run itself failed
         if a.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM of a study: one line, no traceback
+        print(getattr(a, "on_interrupt", "interrupted; run the same command with --resume to continue"),
+              file=sys.stderr)
         return 130
 
 

@@ -36,6 +36,11 @@ from .tasks import beats_trivial, get_task
 _SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+def valid_run_id(name: str) -> bool:
+    """Whether `name` is one plain folder name (the --run-id rule): letters, digits, '.', '_', '-'."""
+    return bool(_SAFE_RUN_ID.fullmatch(name)) and name not in (".", "..")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one run depends on. Defaults follow the original CS224N project."""
@@ -110,7 +115,7 @@ class TrainConfig:
         for key, ok in choices.items():
             if getattr(self, key) not in ok:
                 raise ValueError(f"{key} must be one of {', '.join(ok)}; got {getattr(self, key)!r}")
-        if self.run_id and (not _SAFE_RUN_ID.fullmatch(self.run_id) or self.run_id in (".", "..")):
+        if self.run_id and not valid_run_id(self.run_id):
             raise ValueError(f"run_id (--run-id) must be one folder name of letters, digits, '.', '_' or '-' "
                              f"inside runs_dir; got {self.run_id!r}")
         for t in self.tasks:

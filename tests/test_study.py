@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from minbert_core.cli import main
-from minbert_core.study import TRAINING_NOTEBOOKS as TRAINING
-from minbert_core.study import expand, load_plan, notebook_parameters, run_study
+from minbert_core.notebook_run import TRAINING_NOTEBOOKS as TRAINING
+from minbert_core.plan import expand, load_plan, notebook_parameters
+from minbert_core.study import run_study
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 FIGURES = ["learning_curves", "dev_metrics", "hyperparameter_effects", "gradient_conflict_summary",
@@ -150,7 +151,7 @@ def test_a_profile_runs_the_tables_it_lists(tmp_path):
 def test_plan_errors_name_the_key(tmp_path):
     base = "profiles:\n  p: {common: {checkpoint: 'random:tiny'}}\nexperiments:\n"
     plan = yaml.safe_load(base + "  - {notebook: 02_multitask, name: x, grid: {strategy: sum, epochz: 3}}\n")
-    with pytest.raises(ValueError, match="sets epochz, which the notebook has no parameter for"):
+    with pytest.raises(ValueError, match=r"experiments\[0\] \(x\)\.grid\.epochz: not a parameter of notebook 02_multitask"):
         expand(plan, "p", tmp_path)
     plan = yaml.safe_load(base + "  - {notebook: 01_sentiment, name: x, grid: {mode: finetune}}\n")
     with pytest.raises(ValueError, match="leaves task unset"):
@@ -264,7 +265,7 @@ def test_kernels_use_ipc_and_are_not_interrupted_on_shutdown(monkeypatch):
 
     from jupyter_client import AsyncKernelManager
 
-    from minbert_core.study import _kernel_manager_class
+    from minbert_core.notebook_run import _kernel_manager_class
 
     calls = []
 
@@ -278,36 +279,6 @@ def test_kernels_use_ipc_and_are_not_interrupted_on_shutdown(monkeypatch):
     km.shutting_down = True
     asyncio.run(km._async_interrupt_kernel())  # but not a kernel whose notebook is done
     assert calls == [False]
-
-
-def _tiny_plan(tmp_path) -> Path:
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        "profiles:\n  smoke: {common: {checkpoint: 'random:tiny', epochs: 1, train_limit: 16, eval_limit: 16}}\n"
-        "experiments:\n"
-        "  - {table: 1, notebook: 01_sentiment, name: a, row: Default, grid: {task: sst}}\n"
-        "  - {table: 1, notebook: 01_sentiment, name: b, row: Default, grid: {task: cfimdb, mode: pretrain}}\n")
-    return plan
-
-
-def test_study_on_a_local_dask_cluster_matches_the_serial_study(tmp_path, data_root):
-    pytest.importorskip("distributed")
-    plan = _tiny_plan(tmp_path)
-    serial = run_study("smoke", tmp_path / "serial", plan_path=plan, report_notebook=False)
-    on_cluster = run_study("smoke", tmp_path / "cluster", plan_path=plan, cluster="local:2", report_notebook=False)
-    assert [r.status for r in serial] == [r.status for r in on_cluster] == ["complete"] * 2
-    for name in ("a", "b"):
-        s, c = tmp_path / "serial" / name, tmp_path / "cluster" / name
-        ms, mc = (json.loads((d / "metrics.json").read_text()) for d in (s, c))
-        assert ms["best_dev"] == mc["best_dev"] and ms["steps"] == mc["steps"]
-        strip = lambda rows: [{k: v for k, v in r.items() if k != "examples_per_s"} for r in rows]  # noqa: E731
-        hs, hc = (strip(csv.DictReader((d / "history.csv").open())) for d in (s, c))
-        assert hs == hc
-        cs, cc = (json.loads((d / "config.json").read_text())["config"] for d in (s, c))
-        assert {k: v for k, v in cs.items() if k not in ("runs_dir", "data_dir")} == \
-            {k: v for k, v in cc.items() if k not in ("runs_dir", "data_dir")}
-    again = run_study("smoke", tmp_path / "cluster", plan_path=plan, cluster="local:2", report_notebook=False)
-    assert [r.status for r in again] == ["skipped (complete)"] * 2  # completed runs are skipped, as locally
 
 
 def test_cluster_task_with_a_failed_input_fails_without_running():
