@@ -125,15 +125,19 @@ def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: st
         recs = [runs[e["name"]] for e in ref if e["row"] == cond]
         when = [learned_at(r.history, r.metrics.get("baselines") or {}) for r in recs]
         tasks = list(dict.fromkeys(t for w in when for t in w))
-        said = ", ".join(f"{t} at step {'/'.join('never' if w.get(t) is None else str(w[t]) for w in when)}"
+        said = ", ".join(f"{t} {'/'.join('never' if w.get(t) is None else f'at step {w[t]}' for w in when)}"
                          for t in tasks)
-        out.append(f"mechanism, {cond} ({reference}, {len(recs)} seeds): the largest task's share of the summed "
+        out.append(f"mechanism, {cond} ({reference}, {len(recs)} seed{'s' * (len(recs) > 1)}): the largest task's share of the summed "
                    f"gradient norm {np.median([dominance(r.telemetry) for r in recs]):.2f}, negative cosines on "
                    f"{np.median([conflict_rate(r.telemetry) for r in recs]):.0%} of recorded steps; "
                    f"learned (first dev scoring above baseline + margin, per seed): {said}")
     pts = points(study, runs, table, reference)
     for strategy in dict.fromkeys(pts["strategy"]):
         s = predictor_summary(pts, strategy)
+        if s["dominance"]["n"] < 3:
+            out.append(f"{strategy}'s gain over {reference}: {s['dominance']['n']} point(s), too few to say which "
+                       "explanation predicts it (3 needed)")
+            continue
         out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = "
                    f"{s['dominance']['r']:.2f}, against its conflict rate: r = {s['conflict_rate']['r']:.2f} "
                    f"(n = {s['dominance']['n']}; |r| must exceed {s['dominance']['bound']:.2f}): "
