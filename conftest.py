@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on hypothesis' fixed example sequence, so a green main stays green;
+# HYPOTHESIS_PROFILE=explore draws new examples on each run (for hunting bugs locally)
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NO_DATA = "data not found in"  # tests/conftest.py's data_root fixture skips with this reason too
 NEEDS_NO_DATA = {"00_sanity.ipynb"}  # model parity and the optimizer check run on random weights

@@ -171,6 +171,20 @@ class GramStrategy(GradientStrategy):
         return w.to(G.dtype).to(G.device) @ G, altered
 
 
+class GramWeighting(GramStrategy):
+    """A strategy whose weights are a function of the Gram matrix alone (`solve`), with no projections."""
+
+    reweights = True
+
+    def solve(self, gram: torch.Tensor) -> torch.Tensor:
+        """(T,) task weights from the (T, T) Gram matrix."""
+        raise NotImplementedError
+
+    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        T = gram.shape[0]
+        return self.solve(gram), torch.zeros(T, T, dtype=torch.bool)
+
+
 class SumLoss(GramStrategy):
     """L = sum of task losses (the paper's 'combined loss'); per-task backward, grads accumulate."""
 
@@ -233,56 +247,48 @@ class PCGrad(GramStrategy):
         self.generator.set_state(state["generator"])
 
 
-class MGDA(GramStrategy):
+class MGDA(GramWeighting):
     """MGDA-UB (Sener & Koltun 2018), on the shared parameters' gradients: d is the min-norm point of
     the convex hull of the task gradients (weights in the simplex, so |d| is at most the smallest
     task gradient's norm: its step is shorter than the sum's, which adds T gradients)."""
 
     name = "mgda-ub"
-    reweights = True
     needs_task_grads = True
 
-    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        T = gram.shape[0]
-        return min_norm_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+    def solve(self, gram: torch.Tensor) -> torch.Tensor:
+        return min_norm_weights(gram)
 
 
-class IMTLG(GramStrategy):
+class IMTLG(GramWeighting):
     """IMTL-G (Liu et al. 2021): d = sum w_i g_i, sum w_i = 1, with equal projections on every unit
     task gradient, so no task is favoured by its gradient's scale."""
 
     name = "imtl-g"
-    reweights = True
 
-    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        T = gram.shape[0]
-        return imtl_g_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+    def solve(self, gram: torch.Tensor) -> torch.Tensor:
+        return imtl_g_weights(gram)
 
 
-class CAGrad(GramStrategy):
+class CAGrad(GramWeighting):
     """CAGrad (Liu et al. 2021): the step within c |g0| of the average gradient g0 that maximises the
     worst task's improvement; c = 0.4. Convention: the authors' code rescales that step by
     1 / (1 + c^2) (its default `rescale=1`), and so does this; torchjd's CAGrad does not."""
 
     name = "cagrad"
-    reweights = True
     c = 0.4
 
-    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        T = gram.shape[0]
-        return cagrad_weights(gram, self.c) / (1 + self.c ** 2), torch.zeros(T, T, dtype=torch.bool)
+    def solve(self, gram: torch.Tensor) -> torch.Tensor:
+        return cagrad_weights(gram, self.c) / (1 + self.c ** 2)
 
 
-class NashMTL(GramStrategy):
+class NashMTL(GramWeighting):
     """Nash-MTL (Navon et al. 2022): the Nash bargaining weights alpha_i (G G^T alpha)_i = 1, by
     Newton's method on the T x T problem (no cvxpy)."""
 
     name = "nash-mtl"
-    reweights = True
 
-    def weights(self, gram: torch.Tensor, losses: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        T = gram.shape[0]
-        return nash_mtl_weights(gram), torch.zeros(T, T, dtype=torch.bool)
+    def solve(self, gram: torch.Tensor) -> torch.Tensor:
+        return nash_mtl_weights(gram)
 
 
 class GradVac(GramStrategy):

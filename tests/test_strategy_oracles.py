@@ -182,7 +182,9 @@ def test_upgrad_conflicts_with_no_task_and_each_projection_is_optimal(case):
         u = torch.eye(T, dtype=torch.float64)[i]
         v = dual_cone_weights(K, u)
         ref = CoordinateDescent()(u[None], K)[0]
-        assert (v >= u - 1e-9).all() and float(v @ K @ v) <= float(ref @ K @ ref) + 1e-9
+        # K is scaled to a unit largest entry; degenerate (opposite) cases have many minimisers with equal
+        # objectives up to rounding, so the objective is compared to a relative 1e-7
+        assert (v >= u - 1e-9).all() and float(v @ K @ v) <= float(ref @ K @ ref) * (1 + 1e-7) + 1e-12
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cvxpy") is None,
