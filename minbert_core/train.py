@@ -25,6 +25,7 @@ from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
+from .resume import check_resume, finished_without_state
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
 from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
@@ -624,7 +625,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
             stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
             _check_run_folder(cfg, run_dir, resume)
-            done = resume and _already_complete(run_dir)
+            done = resume and finished_without_state(run_dir)
         except Exception as e:
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
@@ -638,35 +639,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 _COMPLETE = "complete"  # rank 0's verdict: the run to resume has finished
 
 
-def _already_complete(run_dir: Path) -> bool:
-    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do."""
-    metrics = run_dir / "metrics.json"
-    if (run_dir / "checkpoints" / "last.pt").is_file() or not metrics.is_file():
-        return False
-    return json.loads(metrics.read_text()).get("status") == "complete"
-
-
-# where a run lives and computes, not what it trains: a run folder moved to another machine or path
-# (a study continued elsewhere) resumes
-_WHERE_KEYS = frozenset({"device", "runs_dir", "data_dir"})
-
-
 def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse to resume a missing or different run, or to overwrite a finished one."""
-    cfg_file = run_dir / "config.json"
-    if resume and not cfg_file.is_file():
-        raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
-                         "drop --resume to start it, or check --run-id and --runs-dir")
-    if resume and cfg_file.is_file():
-        saved = migrate_keys(json.loads(cfg_file.read_text())["config"], str(cfg_file), warn=False)
-        # a field added since the run was saved has its default there: the run trained that way
-        saved = json.loads(json.dumps(dataclasses.asdict(TrainConfig()))) | saved
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
-        if diff:
-            raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
-                             "resume with the same settings")
-    elif (run_dir / "metrics.json").is_file() and not resume:
+    """Refuse to resume a missing or different run (resume.check_resume), or to overwrite a finished one."""
+    if resume:
+        check_resume(cfg, run_dir)
+    elif (run_dir / "metrics.json").is_file():
         status = json.loads((run_dir / "metrics.json").read_text()).get("status")
         if status == "diverged":
             raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "

@@ -1,0 +1,91 @@
+"""A trained run is reused: resumed by its run id alone, exported to Hugging Face and sentence-transformers,
+watched in TensorBoard; and the CLI's small promises (issue 24)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import assert_same_records
+
+from minbert_core.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--checkpoint", "random:tiny", "--epochs", "2", "--train-limit", "32", "--eval-limit", "16",
+        "--batch-size", "8", "--max-length", "32", "--telemetry-every", "2", "--checkpoint-every", "2"]
+# the CLI under a fault hook: the process SIGKILLs itself after its 5th step, in epoch 2 of 4 steps each
+# (its last checkpoint: step 4)
+KILLED_AT_STEP_5 = """
+import os, signal, sys
+from minbert_core import train as T
+run = T.Trainer.run
+T.Trainer.run = lambda self, resume=False, on_step=None: run(
+    self, resume, on_step=lambda n: n == 5 and os.kill(os.getpid(), signal.SIGKILL))
+from minbert_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_run_resumes_by_its_run_id_alone(tmp_path, data_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/ is the default --runs-dir
+    args = ["multitask", *TINY, "--data-dir", str(data_root)]
+    assert main([*args, "--run-id", "whole"]) == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", KILLED_AT_STEP_5, *args, "--run-id", "cut"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    cut = tmp_path / "runs" / "cut"
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert (cut / "checkpoints" / "last.pt").is_file() and not (cut / "metrics.json").exists()
+    assert main(["multitask", "--run-id", "cut", "--resume"]) == 0  # as the README writes it
+    assert_same_records(tmp_path / "runs" / "whole", cut,
+                        files=("telemetry.csv", "predictions/sst-dev-output.csv", "predictions/sts-test-output.csv"))
+
+
+def test_resume_refuses_a_changed_flag_naming_it_and_extends_epochs(tmp_path, data_root, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    one = ["multitask", "--tasks", "sst", "--strategy", "sum", "--checkpoint", "random:tiny", "--epochs", "1",
+           "--train-limit", "16", "--eval-limit", "8", "--max-length", "32", "--predict-test", "false",
+           "--data-dir", str(data_root)]
+    assert main([*one, "--run-id", "short"]) == 0
+    capsys.readouterr()
+    assert main(["multitask", "--run-id", "short", "--resume", "--batch-size", "4", "--lstm", "true"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size (--batch-size: recorded 8, given 4)" in err and "lstm (--lstm: recorded False, given True)" in err
+    assert len(err.strip().splitlines()) == 1
+    # the same value again is no change; a finished run without last.pt cannot grow
+    assert main(["multitask", "--run-id", "short", "--resume", "--batch-size", "8", "--epochs", "2"]) == 2
+    assert "cannot extend it to 2 epochs" in capsys.readouterr().err
+    assert main(["multitask", "--run-id", "short", "--resume", "--epochs", "0"]) == 2  # not a valid config at all
+    assert main([*one, "--run-id", "kept", "--keep-last", "true"]) == 0
+    assert main(["multitask", "--run-id", "kept", "--resume", "--epochs", "2"]) == 0
+    run = tmp_path / "runs" / "kept"
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2
+    assert [r["epoch"] for r in _rows(run / "history.csv") if r["kind"] == "dev"] == ["1", "2"]
+    assert main(["multitask", "--run-id", "kept", "--resume", "--epochs", "1"]) == 2  # not shorter
+    assert "--epochs: recorded 2, given 1" in capsys.readouterr().err
+
+
+def _rows(path):
+    import csv
+
+    return list(csv.DictReader(path.open()))
+
+
+def test_cli_train_refuses_multitask_flags_and_says_its_version(capsys):
+    for flag, value in (("--strategy", "sum"), ("--tasks", "sst,para"), ("--lstm", "true"), ("--loss-weights", "sst=2")):
+        assert main(["train", flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: minbert train is one sentiment run") and flag in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("minbert ")
+    from minbert_core.study import load_plan
+
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    help_ = " ".join(capsys.readouterr().out.split())
+    assert all(p in help_ for p in load_plan()["profiles"])
