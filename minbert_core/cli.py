@@ -126,6 +126,14 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_run
+
+    written = export_run(a.run, a.out)
+    print(f"exported {a.run} to {a.out}: {', '.join(written)}")
+    return 0
+
+
 def _cmd_study(a: argparse.Namespace) -> int:
     from .study import describe, expand, load_plan, run_study
 
@@ -252,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --cluster: the GPU resource each training run asks of the workers (default: 0)")
     sp.set_defaults(fn=_cmd_study)
     _add_bench_parser(sub)
+    ex = sub.add_parser("export", help="a run's best weights as a Hugging Face / sentence-transformers folder, "
+                        "its task heads in minbert_heads.safetensors (README: Export)")
+    ex.add_argument("run", help="the run folder")
+    ex.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    ex.set_defaults(fn=_cmd_export)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
     rp.add_argument("--report-dir")

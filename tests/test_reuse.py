@@ -75,6 +75,81 @@ def _rows(path):
     return list(csv.DictReader(path.open()))
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root):
+    """Tiny finished runs: mean pooling (sentence-transformers' Pooling), cls pooling (its Dense tanh
+    pooler), and a bi-LSTM (no sentence-transformers files)."""
+    from minbert_core.train import smoke_config, train
+
+    root = tmp_path_factory.mktemp("reuse")
+    common = dict(epochs=1, train_limit=16, eval_limit=8, predict_test=False, tasks=("sst", "para", "sts"),
+                  runs_dir=str(root / "runs"), data_dir=str(data_root), lr_finetune=1e-3)
+    return {name: train(smoke_config(run_id=name, **common, **kw))
+            for name, kw in {"mean": {}, "cls": dict(pooling="cls"), "lstm": dict(lstm=True)}.items()}
+
+
+def _run_model(run: Path):
+    from minbert_core.build import build_model
+    from minbert_core.run_state import load_best
+    from minbert_core.train import TrainConfig
+
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
+    model = build_model(cfg, "cpu")
+    model.load_state_dict(load_best(run / "checkpoints"))
+    return model.eval()
+
+
+SENTENCES = ["A gripping, funny and moving film.", "The worst thing I have seen this year, and far too long."]
+
+
+def _batch():
+    from minbert_core.tokenizer import load_tokenizer
+
+    return dict(load_tokenizer("minilm-l6")(SENTENCES, padding=True, return_tensors="pt"))  # padded: masks matter
+
+
+@pytest.mark.parametrize("name", ["mean", "cls"])
+def test_export_loads_in_transformers_and_sentence_transformers(runs, tmp_path, name, capsys):
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    from minbert_core.export import load_multitask
+
+    out = tmp_path / "export"
+    assert main(["export", str(runs[name]), str(out)]) == 0
+    assert "model.safetensors" in capsys.readouterr().out
+    model, b = _run_model(runs[name]), _batch()
+    with torch.no_grad():
+        ours = model.encoder(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        hf = transformers.BertModel.from_pretrained(str(out)).eval()(**b).last_hidden_state
+        assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
+        torch.testing.assert_close(hf, ours.last_hidden_state, atol=1e-6, rtol=0)
+        sentence = model.sentence_vector(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        st = SentenceTransformer(str(out), device="cpu").encode(SENTENCES, convert_to_tensor=True)
+        torch.testing.assert_close(st, sentence, atol=1e-5, rtol=0)
+        back = load_multitask(out)
+        for task in ("sst", "sts"):
+            torch.testing.assert_close(back(task, b), model(task, b), atol=1e-6, rtol=0)
+
+
+def test_export_of_a_bilstm_run_keeps_it_in_the_heads_file(runs, tmp_path):
+    from minbert_core.export import HEADS_FILE, export_run, load_heads, load_multitask
+
+    out = tmp_path / "export"
+    written = export_run(runs["lstm"], out)
+    assert "modules.json" not in written and HEADS_FILE in written  # sentence-transformers has no bi-LSTM
+    tensors, layout = load_heads(out / HEADS_FILE)
+    assert layout["lstm"] is True and any(k.startswith("lstm.") for k in tensors)
+    model, b = _run_model(runs["lstm"]), _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(load_multitask(out)("sst", b), model("sst", b), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="exists and is not an empty folder"):
+        export_run(runs["lstm"], out)
+    (tmp_path / "not-a-run").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json: not found"):
+        export_run(tmp_path / "not-a-run", tmp_path / "x")
+
+
 def test_cli_train_refuses_multitask_flags_and_says_its_version(capsys):
     for flag, value in (("--strategy", "sum"), ("--tasks", "sst,para"), ("--lstm", "true"), ("--loss-weights", "sst=2")):
         assert main(["train", flag, value]) == 2
