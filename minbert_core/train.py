@@ -30,6 +30,7 @@ from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_
 from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
+from .tracking import TensorBoardLog, open_tensorboard
 
 
 
@@ -302,6 +303,7 @@ class Trainer:
         self.main = self.dist.is_main  # only rank 0 evaluates, prints and writes
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.main
         self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
+        self.tensorboard: TensorBoardLog | None = None  # rank 0's event files (opened by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.strategy = get_strategy(cfg.gradient_strategy, seed=cfg.seed)
@@ -402,6 +404,8 @@ class Trainer:
         write_csv(self.run_dir / "history.csv", self.state.history)
         if self.state.telemetry:
             write_csv(self.run_dir / "telemetry.csv", self.state.telemetry)
+        if self.tensorboard is not None:
+            self.tensorboard.log(self.state.history, self.state.telemetry)
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict:
@@ -470,6 +474,8 @@ class Trainer:
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         if not self.progress and self.main:
             self.progress_log = ProgressLog(self.cfg.epochs * self.steps_per_epoch, done_steps=gstep)
+        if self.main:
+            self.tensorboard = open_tensorboard(self.run_dir)
         return epoch, step0, gstep
 
     def _train_mode(self) -> None:
@@ -543,6 +549,8 @@ class Trainer:
         }
         self._save_records()
         write_json(self.run_dir / "metrics.json", metrics)
+        if self.tensorboard is not None:
+            self.tensorboard.close(dataclasses.asdict(self.cfg), metrics)
         if not self.cfg.keep_last:  # only resuming needs it, and a finished run is not resumed
             (self.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
         return metrics

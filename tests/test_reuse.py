@@ -150,6 +150,21 @@ def test_export_of_a_bilstm_run_keeps_it_in_the_heads_file(runs, tmp_path):
         export_run(tmp_path / "not-a-run", tmp_path / "x")
 
 
+def test_tensorboard_has_scalars_for_every_task(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(runs["mean"] / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for t in ("sst", "para", "sts"):
+        assert {f"train/loss_{t}", f"dev/{t}", f"best/{t}", f"grad_norm/{t}"} <= tags, t
+    assert {"train/lr", "train/examples_per_s", "dev/overall", "conflict/overall/sst-para",
+            "conflict/layer_0/para-sts"} <= tags
+    steps = [e.step for e in ea.Scalars("train/loss_sst")]
+    assert steps == sorted(set(steps)) and len(steps) == len(_rows(runs["mean"] / "history.csv")) - 1
+    assert "minbert_run" not in tags and ea.PluginTagToContent("hparams")  # the HParams view's config
+
+
 def test_cli_train_refuses_multitask_flags_and_says_its_version(capsys):
     for flag, value in (("--strategy", "sum"), ("--tasks", "sst,para"), ("--lstm", "true"), ("--loss-weights", "sst=2")):
         assert main(["train", flag, value]) == 2
