@@ -28,6 +28,8 @@ def open_tensorboard(run_dir: Path) -> "TensorBoardLog | None":
         log.warning("no TensorBoard event files for %s: %s; pip install tensorboard", run_dir.name, e)
         return None
     folder = run_dir / FOLDER
+    if folder.is_symlink():  # never write (or delete) through a link
+        folder.unlink()
     shutil.rmtree(folder, ignore_errors=True)
     # a queue large enough that events are written when the run writes its CSVs, not one by one
     return TensorBoardLog(SummaryWriter(str(folder), max_queue=100_000, flush_secs=3600))
