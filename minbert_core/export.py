@@ -10,8 +10,13 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .multitask import MultitaskBert
+    from .train import TrainConfig
 
 HEADS_FILE = "minbert_heads.safetensors"  # task heads and the bi-LSTM, with the layout in its metadata
 RUN_FILE = "minbert_run.json"  # where the export came from: the run's config and best dev scores
@@ -69,7 +74,7 @@ def _readable(folder: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 
 
-def _read_run(run: Path):
+def _read_run(run: Path) -> tuple[dict, "TrainConfig"]:
     """The run's config.json record and its TrainConfig; ValueError where it is not a run record."""
     from .train import TrainConfig, migrate_keys
 
@@ -85,7 +90,7 @@ def _read_run(run: Path):
     return record, TrainConfig.from_dict(migrate_keys(record["config"], str(f), warn=False))
 
 
-def _write_encoder(folder: Path, record: dict, cfg, state: dict[str, torch.Tensor]) -> None:
+def _write_encoder(folder: Path, record: dict, cfg: "TrainConfig", state: dict[str, torch.Tensor]) -> None:
     """config.json + model.safetensors of the fine-tuned encoder, and its tokenizer's own files (the
     ones the run tokenized with), with model_max_length the run's max_length."""
     from .checkpoints import resolve_checkpoint
@@ -105,7 +110,7 @@ def _write_encoder(folder: Path, record: dict, cfg, state: dict[str, torch.Tenso
     _write_json(folder / "tokenizer_config.json", {**tok_cfg, "model_max_length": cfg.max_length})
 
 
-def _write_sentence_transformers(folder: Path, cfg, state: dict[str, torch.Tensor]) -> None:
+def _write_sentence_transformers(folder: Path, cfg: "TrainConfig", state: dict[str, torch.Tensor]) -> None:
     """modules.json and its modules: the encoder, then the run's pooling (mean; or [CLS] and BERT's
     tanh pooler as a Dense module, which is what `cls` pooling computes)."""
     from safetensors.torch import save_file
@@ -162,7 +167,7 @@ def load_heads(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def load_multitask(folder: str | Path, device: str | torch.device = "cpu"):
+def load_multitask(folder: str | Path, device: str | torch.device = "cpu") -> "MultitaskBert":
     """The exported run as a MultitaskBert (encoder, bi-LSTM, every task head), in eval mode.
 
     `folder` is what export_run wrote. Raises ValueError where the heads do not fit the encoder.

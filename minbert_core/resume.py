@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 # What a resumed run may change, each with why that is safe. Everything else decides what the run
 # trains (data, model, optimizer, strategy, seeds), so a different value would make a different run.
@@ -50,7 +53,7 @@ def recorded_config(run_dir: Path) -> dict:
     return _plain(TrainConfig()) | migrate_keys(rec["config"], str(f), warn=False)
 
 
-def resume_config(run_id: str, given: Mapping[str, Any]):
+def resume_config(run_id: str, given: Mapping[str, Any]) -> "TrainConfig":
     """The TrainConfig to resume run `run_id` with: its recorded config, with the settings `given`
     (command-line flags) over it. `given` may hold runs_dir (default: TrainConfig's); check_resume
     later refuses a given setting that differs from the record unless MAY_CHANGE allows it."""
@@ -65,7 +68,7 @@ def resume_config(run_id: str, given: Mapping[str, Any]):
     return override(TrainConfig.from_dict({**saved, "runs_dir": runs_dir, "run_id": run_id}), dict(given))
 
 
-def check_resume(cfg, run_dir: Path) -> None:
+def check_resume(cfg: "TrainConfig", run_dir: Path) -> None:
     """Refuse to resume `run_dir` with a config it was not trained with: every differing key named with
     its flag and both values; MAY_CHANGE's keys may differ (epochs only upwards).
 

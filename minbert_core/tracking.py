@@ -10,7 +10,10 @@ import logging
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger("minbert.tracking")
 
@@ -42,7 +45,7 @@ def _finite(v: Any) -> bool:
 class TensorBoardLog:
     """Writes the run's history and telemetry rows as scalars, each row once, in the order recorded."""
 
-    def __init__(self, writer):
+    def __init__(self, writer: "SummaryWriter"):
         self.writer = writer
         self.done_history = 0  # rows of the history already written
         self.done_telemetry = 0
