@@ -63,8 +63,9 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
-    """One --flag per TrainConfig field, with the field's default and its one-line reason as help."""
+def _add_config_flags(p: argparse.ArgumentParser, defaults, hidden: tuple[str, ...] = ()) -> None:
+    """One --flag per TrainConfig field, with the field's default and its one-line reason as help; the
+    `hidden` keys are accepted (so that using them gets a clear refusal) but not listed in --help."""
     import dataclasses
     import inspect
 
@@ -87,10 +88,15 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
             help_ = (f"{' | '.join(TRAINING_RULES)} (train single_task alone), or a gradient combination: "
                      f"{' | '.join(STRATEGIES)} (README: each with its paper)")
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
-                       help=f"{help_} (default: {shown})")
+                       help=argparse.SUPPRESS if f.name in hidden else f"{help_} (default: {shown})")
     for old, new in DEPRECATED_KEYS.items():  # old flag names, for one release
         p.add_argument(f"--{old.replace('_', '-')}", dest=new, type=type(getattr(defaults, new)),
                        action=_Deprecated, help=f"deprecated: use --{new.replace('_', '-')}")
+
+
+# TrainConfig keys that make a multi-task model: `minbert train` (one sentiment run) refuses them
+MULTITASK_KEYS = ("tasks", "strategy", "single_task", "lstm", "task_layers", "task_hidden", "loss_weights",
+                  "pair_encoding")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -98,17 +104,33 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     from .config import override
     from .distributed import Dist
+    from .resume import flag, resume_config
     from .train import TrainConfig, train
 
-    base = a.defaults
-    if getattr(a, "task", None):
-        base = override(base, tasks=(a.task,), single_task=a.task)
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
-    cfg = override(base, given)
+    if a.cmd == "train":
+        multi = [flag(k) for k in MULTITASK_KEYS if k in given]
+        if multi:
+            raise ValueError(f"minbert train is one sentiment run; {', '.join(multi)} make a multi-task model: "
+                             "use minbert multitask")
+        if a.task:
+            given.update(tasks=(a.task,), single_task=a.task)
+    if a.resume:  # the run's own recorded config; a flag given again must match it (or be a MAY_CHANGE one)
+        cfg = resume_config(given.get("run_id", ""), given)
+    else:
+        cfg = override(a.defaults, given)
     dist = Dist.from_env()  # under torchrun: this process is one rank of the run
     run_dir = train(cfg, resume=a.resume, dist=dist)
     if dist.is_main:
         print(f"run folder: {run_dir}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_run
+
+    written = export_run(a.run, a.out)
+    print(f"exported {a.run} to {a.out}: {', '.join(written)}")
     return 0
 
 
@@ -173,9 +195,34 @@ def _add_bench_parser(sub) -> None:
     bp.set_defaults(fn=_cmd_bench)
 
 
+RESUME_HELP = ("continue run --run-id from its last checkpoint with its recorded config (other flags may change "
+               "only --epochs upwards, the stopping rules, --checkpoint-every, --keep-last, --device, --runs-dir, "
+               "--data-dir)")
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject's), or a note where the package is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("minbert")
+    except PackageNotFoundError:
+        return "(not installed: pip install -e .)"
+
+
+def _plan_profiles() -> list[str]:
+    """The profiles of the packaged study plan, in its order (for --profile's help)."""
+    from importlib import resources
+
+    import yaml
+
+    return list(yaml.safe_load(resources.files("minbert_core").joinpath("study.yaml").read_text())["profiles"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="minbert", description="minBERT multi-task study toolkit")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -190,16 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment = TrainConfig(tasks=("sst",), strategy="single", single_task="sst")
     t = sub.add_parser("train", help="one sentiment run (SST-5 or CFIMDB; pretrain or finetune)")
     t.add_argument("--task", choices=["sst", "cfimdb"], default=None, help="sentiment task (default: sst)")
-    t.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
-    _add_config_flags(t, sentiment)
+    t.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    _add_config_flags(t, sentiment, hidden=MULTITASK_KEYS)
     t.set_defaults(fn=_cmd_train, defaults=sentiment)
     m = sub.add_parser("multitask", help="one multi-task run (strategy single, sum, pcgrad or another of --strategy)")
-    m.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
+    m.add_argument("--resume", action="store_true", help=RESUME_HELP)
     _add_config_flags(m, TrainConfig())
     m.set_defaults(fn=_cmd_train, defaults=TrainConfig())
 
     sp = sub.add_parser("study", help="run the study plan's notebooks with papermill, then the report")
-    sp.add_argument("--profile", default="quick", help="smoke | quick | cpu | full | paper (default: quick)")
+    sp.add_argument("--profile", default="quick", help=f"{' | '.join(_plan_profiles())} (default: quick)")
     sp.add_argument("--dry-run", action="store_true", help="print every run with its resolved parameters; run nothing")
     sp.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per run and line")
     sp.add_argument("--out", help="study folder (default: runs/study-<profile>)")
@@ -215,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=_cmd_study, on_interrupt="interrupted; run the same command again to continue: completed "
                     "runs are skipped and interrupted training runs resume from their last checkpoint")
     _add_bench_parser(sub)
+    ex = sub.add_parser("export", help="a run's best weights as a Hugging Face / sentence-transformers folder, "
+                        "its task heads in minbert_heads.safetensors (README: Export)")
+    ex.add_argument("run", help="the run folder")
+    ex.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    ex.set_defaults(fn=_cmd_export)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
     rp.add_argument("--report-dir")

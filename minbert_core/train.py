@@ -25,10 +25,12 @@ from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
+from .resume import check_resume, finished_without_state
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
 from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
 from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
+from .tracking import TensorBoardLog, open_tensorboard
 
 
 
@@ -324,6 +326,7 @@ class Trainer:
         self.main = self.dist.is_main  # only rank 0 evaluates, prints and writes
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.main
         self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
+        self.tensorboard: TensorBoardLog | None = None  # rank 0's event files (opened by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.strategy = get_strategy(cfg.gradient_strategy, seed=cfg.seed)
@@ -424,6 +427,8 @@ class Trainer:
         write_csv(self.run_dir / "history.csv", self.state.history)
         if self.state.telemetry:
             write_csv(self.run_dir / "telemetry.csv", self.state.telemetry)
+        if self.tensorboard is not None:
+            self.tensorboard.log(self.state.history, self.state.telemetry)
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict:
@@ -492,6 +497,8 @@ class Trainer:
             self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
         if not self.progress and self.main:
             self.progress_log = ProgressLog(self.cfg.epochs * self.steps_per_epoch, done_steps=gstep)
+        if self.main:
+            self.tensorboard = open_tensorboard(self.run_dir)
         return epoch, step0, gstep
 
     def _train_mode(self) -> None:
@@ -565,6 +572,8 @@ class Trainer:
         }
         self._save_records()
         write_json(self.run_dir / "metrics.json", metrics)
+        if self.tensorboard is not None:
+            self.tensorboard.close(dataclasses.asdict(self.cfg), metrics)
         if not self.cfg.keep_last:  # only resuming needs it, and a finished run is not resumed
             (self.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
         return metrics
@@ -648,7 +657,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
             stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
             _check_run_folder(cfg, run_dir, resume)
-            done = resume and _already_complete(run_dir)
+            done = resume and finished_without_state(run_dir)
         except Exception as e:
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
@@ -662,35 +671,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 _COMPLETE = "complete"  # rank 0's verdict: the run to resume has finished
 
 
-def _already_complete(run_dir: Path) -> bool:
-    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do."""
-    metrics = run_dir / "metrics.json"
-    if (run_dir / "checkpoints" / "last.pt").is_file() or not metrics.is_file():
-        return False
-    return json.loads(metrics.read_text()).get("status") == "complete"
-
-
-# where a run lives and computes, not what it trains: a run folder moved to another machine or path
-# (a study continued elsewhere) resumes
-_WHERE_KEYS = frozenset({"device", "runs_dir", "data_dir"})
-
-
 def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse to resume a missing or different run, or to overwrite a finished one."""
-    cfg_file = run_dir / "config.json"
-    if resume and not cfg_file.is_file():
-        raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
-                         "drop --resume to start it, or check --run-id and --runs-dir")
-    if resume and cfg_file.is_file():
-        saved = migrate_keys(json.loads(cfg_file.read_text())["config"], str(cfg_file), warn=False)
-        # a field added since the run was saved has its default there: the run trained that way
-        saved = json.loads(json.dumps(dataclasses.asdict(TrainConfig()))) | saved
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
-        if diff:
-            raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
-                             "resume with the same settings")
-    elif (run_dir / "metrics.json").is_file() and not resume:
+    """Refuse to resume a missing or different run (resume.check_resume), or to overwrite a finished one."""
+    if resume:
+        check_resume(cfg, run_dir)
+    elif (run_dir / "metrics.json").is_file():
         status = json.loads((run_dir / "metrics.json").read_text()).get("status")
         if status == "diverged":
             raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
