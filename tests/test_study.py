@@ -184,8 +184,8 @@ def test_smoke_study_runs_everything_and_reports(smoke_study):
     out, runs = smoke_study
     assert all(r.status in ("complete", "same as t2-pcgrad") for r in runs), \
         [(r.name, r.error) for r in runs if r.status != "complete"]
-    # 20 + 3 + 2 + 10 training runs, Table 3's Original (Table 2's PCGrad), explorer, report
-    assert len(runs) == 38
+    # 20 + 3 + 2 + 12 training runs, Table 3's Original (Table 2's PCGrad), explorer, report
+    assert len(runs) == 40
     for r in runs:
         assert r.same_as or (out / r.name / "notebook.ipynb").is_file()
     rep = out / "report"
