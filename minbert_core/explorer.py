@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .plots import style
+from .plots import style, symmetric_limit
 from .runs import read_telemetry
 from .strategies import STRATEGIES
 
@@ -143,12 +143,16 @@ def figure(runs: dict[str, pd.DataFrame], pair: str, group: str = "overall",
     _plane(ax2, data, pair)
     ax3 = fig.add_subplot(gs[1, 0])
     if not data["heatmap"].empty:
-        sns.heatmap(data["heatmap"], ax=ax3, cmap="RdBu", vmin=-1, vmax=1, cbar_kws={"label": "cosine"},
+        # cosines of whole-encoder gradients sit within about ±0.1: a ±1 scale would leave the map blank
+        lim = symmetric_limit(data["heatmap"].to_numpy())
+        sns.heatmap(data["heatmap"], ax=ax3, cmap="RdBu", vmin=-lim, vmax=lim, cbar_kws={"label": "cosine"},
                     xticklabels=max(1, data["heatmap"].shape[1] // 8))
     ax3.set(title=f"layer group x step ({next(iter(runs))})", xlabel="training step", ylabel="")
     ax4 = fig.add_subplot(gs[1, 1])
+    lim = symmetric_limit(pd.concat([d["cosine"] for d in data["curves"].values()]))
     for name, d in data["curves"].items():
-        ax4.hist(d["cosine"], bins=20, range=(-1, 1), alpha=0.5, label=name)
+        ax4.hist(d["cosine"], bins=20, range=(-lim, lim), alpha=0.5, label=name)
+    ax4.set_xlim(-lim, lim)
     ax4.axvline(0, color="grey", ls="--", lw=1)
     ax4.set(title="distribution of cosines", xlabel="cosine similarity", ylabel="steps")
     ax4.legend(fontsize=8)

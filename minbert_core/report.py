@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from . import paper
 from .atomic import atomic_write_text
-from .report_cells import Cell, comparisons, learned, metric_rows, seeds_per_column, summarize, table_cells
+from .report_cells import (Cell, compared_cells, comparisons, diff_verdict, learned, metric_rows, seeds_per_column,
+                           summarize, table_cells)
 from .report_cells import diff_verdict as _diff_verdict  # noqa: F401  (the tests' name for it)
 from .report_cells import variant_labels, variant_notes, with_variant
 from .report_text import (EXPECTED, LEGEND, NOT_LEARNED, SETTINGS, UNTRAINED, WITHIN_SPREAD, data_text,
@@ -250,7 +252,7 @@ def hyperparameter_figure(ctx: TableContext, spec: TableSpec) -> dict:
 
 def multitask_figures(ctx: TableContext, spec: TableSpec) -> dict:
     """Learning curves and gradient conflicts of one seed per column (the runs with the plan's plain
-    names keep the figures readable), and every seed's dev metrics beside the paper's."""
+    names keep the figures readable)."""
     from . import plots
 
     figs = {}
@@ -258,27 +260,96 @@ def multitask_figures(ctx: TableContext, spec: TableSpec) -> dict:
     if first:
         hist = pd.concat([r.history.assign(run=label) for label, r in first], ignore_index=True)
         figs["learning_curves"] = plots.learning_curves(hist)
-    df = metric_rows(ctx.cells, spec.paper)
-    if len(df):
-        ours = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
-        ref = summarize(df).rename(columns={"column": "model", "paper": "value"})
-        figs["dev_metrics"] = plots.dev_metrics(ours.assign(metric=ours["metric"].map(display_label)),
-                                                ref.assign(metric=ref["metric"].map(display_label)))
     tele = [r.telemetry.assign(run=label) for label, r in first if r.telemetry is not None]
     if tele:
         figs["gradient_conflict_summary"] = plots.conflict_summary(pd.concat(tele, ignore_index=True))
     return figs
 
 
-def strategies_figure(ctx: TableContext, spec: TableSpec) -> dict:
-    """Every column's dev metrics, seeds as the whiskers."""
-    from . import plots
+def metrics_figure(name: str) -> Callable[[TableContext, TableSpec], dict]:
+    """A figure function: every column's dev metrics, each seed a point, beside the paper's numbers where
+    the table has them; saved as `name` ({n}: the table's number)."""
+    def draw(ctx: TableContext, spec: TableSpec) -> dict:
+        from . import plots
 
-    df = metric_rows(ctx.cells, spec.paper)
-    if not len(df):
-        return {}
-    d = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
-    return {f"table{ctx.number}_strategies": plots.dev_metrics(d.assign(metric=d["metric"].map(display_label)))}
+        df = metric_rows(ctx.cells, spec.paper)
+        ours = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
+        if not len(ours):
+            return {}
+        ref = summarize(df).rename(columns={"column": "model", "paper": "value"}) if spec.paper else None
+        return {name.format(n=ctx.number): plots.dev_metrics(_displayed(ours), ref if ref is None else _displayed(ref))}
+    return draw
+
+
+def _displayed(d: pd.DataFrame) -> pd.DataFrame:
+    """A long frame with its metric keys as the figures' labels ('SST-5\n(accuracy)')."""
+    return d.assign(metric=d["metric"].map(display_label))
+
+
+def dev_frame(ctx: TableContext, df: pd.DataFrame) -> pd.DataFrame:
+    """history.csv's dev rows of a table's runs, long: (group, column, run, seed, step, metric, value) with
+    the cell's learned, trained and baseline; `df` is metric_rows' frame (group: its condition, if any)."""
+    recs = {r.path.name: r for _, r in ctx.cells}
+    parts = []
+    for _, row in df.iterrows():  # one per (metric, column, run)
+        h, col = recs[row["run"]].history, f"dev_{row['metric']}"
+        if col not in h or "kind" not in h:
+            continue
+        dev = h[(h["kind"] == "dev") & h[col].notna()]
+        parts.append(pd.DataFrame({"step": dev["step"].to_numpy(), "value": dev[col].to_numpy()}).assign(
+            group=row.get("condition") or "", column=row["column"], run=row["run"], seed=row["seed"],
+            metric=row["metric"], learned=row["learned"], trained=row["trained"], baseline=row["baseline"]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def dev_curves_figure(by_condition: bool = False) -> Callable[[TableContext, TableSpec], dict]:
+    """A figure function: dev score against training step, every seed a line, a colour per column (and a
+    row of panels per condition, the plan's row, where `by_condition`)."""
+    def draw(ctx: TableContext, spec: TableSpec) -> dict:
+        from . import plots
+
+        dev = dev_frame(ctx, metric_rows(ctx.cells, spec.paper, condition=by_condition))
+        return {f"table{ctx.number}_dev_curves": plots.dev_curves(dev)} if len(dev) else {}
+    return draw
+
+
+def difference_frames(entries: list[dict], df: pd.DataFrame, summary: pd.DataFrame,
+                      group: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(differences, seed points) of every compared pair: per metric the mean difference, the seed spread
+    2·sqrt(std_a²/n_a + std_b²/n_b) (NaN without one), the verdict, whether both sides learned; and each
+    seed of the compared column minus the reference's mean. The same numbers as the table's notes."""
+    diffs, points = [], []
+    for a_col, b_col, cells in compared_cells(entries, df, summary):
+        label = f"{a_col} − {b_col}"
+        for key, a, b in cells:
+            diff, spread, verdict = diff_verdict(a, b)
+            diffs.append({"group": group, "label": label, "metric": key, "diff": diff,
+                          "spread": np.nan if spread is None else spread, "verdict": verdict,
+                          "compared": bool(a["learned"] and b["learned"])})
+            seeds = df[(df["metric"] == key) & (df["column"] == a_col) & df["ours"].notna()]
+            points += [{"group": group, "label": label, "metric": key, "value": v - b["ours"], "learned": ok}
+                       for v, ok in zip(seeds["ours"], seeds["learned"] & seeds["trained"])]
+    return pd.DataFrame(diffs), pd.DataFrame(points, columns=["group", "label", "metric", "value", "learned"])
+
+
+def differences_figure(by_condition: bool = False) -> Callable[[TableContext, TableSpec], dict]:
+    """A figure function: each compared column's difference from its reference (compare_to) with the seed
+    spread, per task and overall (per condition, the plan's row, where `by_condition`)."""
+    def draw(ctx: TableContext, spec: TableSpec) -> dict:
+        from . import plots
+
+        df = metric_rows(ctx.cells, spec.paper, condition=by_condition)
+        if not len(df):
+            return {}
+        if not by_condition:
+            diffs, points = difference_frames(ctx.entries, df, summarize(df))
+        else:
+            summary = summarize(df, ("condition", "row", "metric", "column"))
+            frames = [difference_frames([e for e in ctx.entries if e.get("row") == c], df[df["condition"] == c],
+                                        summary[summary["condition"] == c], c) for c in dict.fromkeys(df["condition"])]
+            diffs, points = (pd.concat([f[i] for f in frames], ignore_index=True) for i in (0, 1))
+        return {f"table{ctx.number}_differences": plots.differences(diffs, points)} if len(diffs) else {}
+    return draw
 
 
 def mechanism_figure(ctx: TableContext, spec: TableSpec) -> dict:
@@ -307,20 +378,23 @@ TABLES: dict[int, TableSpec] = {
                  paper.TABLE3, tuple(paper.TABLE2),
                  notes=(paper_note, same_as_notes, lambda ctx: list(paper_inconsistencies(paper.TABLE2,
                                                                                           paper.TABLE3).values())),
-                 figures=(multitask_figures,)),
+                 figures=(multitask_figures, metrics_figure("dev_metrics"), dev_curves_figure(),
+                          differences_figure())),
     3: TableSpec("Table 3: structure optimisations", metrics_layout, paper.TABLE3, paper.TABLE2, tuple(paper.TABLE3),
                  notes=(paper_note, same_as_notes, lambda ctx: list(paper_inconsistencies(paper.TABLE3,
-                                                                                          paper.TABLE2).values()))),
+                                                                                          paper.TABLE2).values())),
+                 figures=(metrics_figure("table{n}_dev_metrics"), dev_curves_figure(), differences_figure())),
     4: TableSpec("Table 4: every gradient strategy (not in the paper)", metrics_layout,
                  notes=(fixed_note("not in the paper: every gradient strategy on the Table 2 setting, or the part of "
                                    "it the profile's `table4` block says (the settings above); each compared with the "
                                    "summed loss"),),
-                 figures=(strategies_figure,)),
+                 figures=(metrics_figure("table{n}_strategies"), dev_curves_figure(), differences_figure())),
     5: TableSpec("Table 5: gradient strategies under conditions (not in the paper)", conditions_layout,
                  notes=(fixed_note("not in the paper: each condition (a block) changes the setting of the first one "
                                    "as said below; in each, the strategies are compared with its summed loss"),
                         changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed"))), mechanism_notes),
-                 figures=(mechanism_figure,), needs=("row", "column")),
+                 figures=(mechanism_figure, dev_curves_figure(True), differences_figure(True)),
+                 needs=("row", "column")),
 }
 
 

@@ -2,7 +2,7 @@
 mean ± std over seeds with their count, and differences weighed against the seed spread."""
 from __future__ import annotations
 
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -157,27 +157,36 @@ def _column_pairs(df: pd.DataFrame, a: dict, b: dict) -> list[tuple[str, str]]:
     return [(ca, cb) for ca, sa in a_cols.items() for cb, sb in b_cols.items() if single or sa == sb]
 
 
-def comparisons(entries: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """One line per compared pair (an entry's compare_to), a part per metric: the difference, the seed
-    spread, the verdict, and the seeds behind each side where a cell has fewer than its column."""
+def compared_cells(entries: list[dict], df: pd.DataFrame,
+                   summary: pd.DataFrame) -> Iterator[tuple[str, str, list[tuple[str, pd.Series, pd.Series]]]]:
+    """Per compared pair of columns (an entry's compare_to), its summary rows metric by metric: yields
+    (a_col, b_col, [(metric, a's summary row, b's), ...]); the report's text and figures both read it."""
     by_exp = {e["experiment"]: e for e in entries if e.get("experiment")}
-    seeds = seeds_per_column(df)
-    lines = []
     for exp, e in by_exp.items():
         other = by_exp.get(e.get("compare_to") or "")
         for a_col, b_col in (_column_pairs(df, e, other) if other else []):
-            parts = []
+            cells = []
             for key in dict.fromkeys(summary["metric"]):
                 a = summary[(summary["metric"] == key) & (summary["column"] == a_col)]
                 b = summary[(summary["metric"] == key) & (summary["column"] == b_col)]
-                if a.empty or b.empty:
-                    continue
-                a, b = a.iloc[0], b.iloc[0]
-                diff, spread, verdict = diff_verdict(a, b)
-                sp = f", spread ±{spread:.3f}" if spread is not None else ""
-                few = (f" ({int(a['n'])} vs {int(b['n'])} seeds)"
-                       if a["n"] < seeds[a_col] or b["n"] < seeds[b_col] else "")
-                parts.append(f"{key} {diff:+.3f}{few}{sp}: {verdict}")
-            if parts:
-                lines.append(f"**{a_col}** vs **{b_col}**: " + "; ".join(parts))
+                if not (a.empty or b.empty):
+                    cells.append((key, a.iloc[0], b.iloc[0]))
+            yield a_col, b_col, cells
+
+
+def comparisons(entries: list[dict], df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """One line per compared pair (an entry's compare_to), a part per metric: the difference, the seed
+    spread, the verdict, and the seeds behind each side where a cell has fewer than its column."""
+    seeds = seeds_per_column(df)
+    lines = []
+    for a_col, b_col, cells in compared_cells(entries, df, summary):
+        parts = []
+        for key, a, b in cells:
+            diff, spread, verdict = diff_verdict(a, b)
+            sp = f", spread ±{spread:.3f}" if spread is not None else ""
+            few = (f" ({int(a['n'])} vs {int(b['n'])} seeds)"
+                   if a["n"] < seeds[a_col] or b["n"] < seeds[b_col] else "")
+            parts.append(f"{key} {diff:+.3f}{few}{sp}: {verdict}")
+        if parts:
+            lines.append(f"**{a_col}** vs **{b_col}**: " + "; ".join(parts))
     return lines

@@ -373,3 +373,35 @@ def test_table1_refuses_an_accuracy_above_one_naming_the_run(tmp_path):
     md = tables(study)[1]
     assert cell(md, "batch=64", 4).startswith("NA")
     assert "t1-batch-64-cfimdb/metrics.json: best_dev.cfimdb = 1.04 is outside [0, 1]" in md
+
+
+def test_every_multitask_table_draws_its_seeds_dev_curves_and_differences(tmp_path):
+    """Tables 2 and 5 from the committed cpu records: the figures the registry lists, with every seed drawn
+    and the differences equal to the table's (same numbers as its notes)."""
+    from minbert_core.report import TABLES, TableContext, difference_frames, metric_rows, summarize, table_cells
+
+    records = load_study(copy_study(tmp_path / "s", tables=(2, 5)))
+    figs = {}
+    for n in (2, 5):
+        ctx = TableContext(n, records, table_cells(records.study, records.runs, n))
+        for draw in TABLES[n].figures:
+            figs.update(draw(ctx, TABLES[n]))
+    assert {"dev_metrics", "table2_dev_curves", "table2_differences", "table5_dev_curves",
+            "table5_differences", "table5_mechanism"} <= set(figs)
+    seeds = [c for ax in figs["dev_metrics"].axes for c in ax.collections if c.get_gid() == "seeds"]
+    assert sum(len(c.get_offsets()) for c in seeds) == 3 * 3 * 4  # 3 columns x 3 seeds x 4 metrics
+    curves = [ln for ax in figs["table5_dev_curves"].axes for ln in ax.lines if ln.get_gid() == "seed_curve"]
+    assert len(curves) == 4 * 4 and all(len(ln.get_xdata()) == 3 for ln in curves)  # 4 runs, 3 dev rows each
+    ctx = TableContext(2, records, table_cells(records.study, records.runs, 2))
+    df = metric_rows(ctx.cells, TABLES[2].paper)
+    d, p = difference_frames(ctx.entries, df, summarize(df))
+    md = build_tables(records, tmp_path / "tables")[2]
+    for key in ("sst", "para", "sts", "overall"):  # the figure's numbers are the table's
+        row = d[d["metric"] == key].iloc[0]
+        said = re.search(rf"{key} ([+-]\d\.\d{{3}}), spread ±(\d\.\d{{3}}): {row['verdict']}", md)
+        assert said and float(said[1]) == round(row["diff"], 3) and float(said[2]) == round(row["spread"], 3)
+    assert len(p[p["metric"] == "overall"]) == 3  # a point per seed of PCGrad
+    import matplotlib.pyplot as plt
+
+    for f in figs.values():
+        plt.close(f)
