@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from minbert_core.runs import folder_lock
-from minbert_core.study import _run_entry
+from minbert_core.notebook_run import run_entry as _run_entry
 from minbert_core.train import TrainConfig, train
 
 FAST = dict(checkpoint="random:tiny", epochs=1, train_limit=24, eval_limit=16, batch_size=8,
@@ -185,10 +185,10 @@ def test_resuming_a_completed_run_reports_it_and_changes_nothing(tmp_path, data_
 
 
 def test_a_study_reruns_a_finished_run_missing_its_marker_as_a_resume(tmp_path, monkeypatch):
-    import minbert_core.study as study
+    import minbert_core.notebook_run as notebook_run
 
     seen = {}
-    monkeypatch.setattr(study, "execute", lambda nb, out, params, kernel: seen.update(params))
+    monkeypatch.setattr(notebook_run, "execute", lambda nb, out, params, kernel: seen.update(params))
     folder = tmp_path / "study" / "t2-sum"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text('{"status": "complete"}')  # killed before .complete was written
