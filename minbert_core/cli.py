@@ -159,6 +159,48 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(a: argparse.Namespace) -> int:
+    from .tune import run_tune
+
+    written = run_tune(a.profile, a.out, trials=a.trials, add=a.add, timeout_s=a.timeout, cluster=a.cluster,
+                       storage=a.storage, seed=a.seed, keep_checkpoints=a.keep_checkpoints)
+    for kind, paths in written.items():
+        print(f"{kind}: " + " ".join(paths))
+    return 0
+
+
+def _add_tune_parser(sub) -> None:
+    """`minbert tune`: its options."""
+    from .tune import PRESETS
+
+    tp = sub.add_parser("tune", help="an Optuna search over learning rates, head dropout and batch size",
+                        description="Optuna search (TPE, median pruning on each epoch's dev score) over the "
+                        "hyperparameters the paper tuned. Its storage is <out>/tune.db (SQLite): the same "
+                        "command continues it, and several processes or Dask workers share it. Report: "
+                        "<out>/report/ (best.json, importance.json, trials.csv, report.md, Optuna's plots).")
+    tp.add_argument("--profile", default="smoke", choices=list(PRESETS),
+                    help="; ".join(f"{k}: {p.description}" for k, p in PRESETS.items()) + " (default: smoke)")
+    tp.add_argument("--out", help="the search's folder (default: runs/tune-<profile>)")
+    n = tp.add_mutually_exclusive_group()
+    n.add_argument("--trials", type=int, help="finished (complete or pruned) trials the search should have in all; "
+                   "a rerun after an interruption completes them (default: the profile's)")
+    n.add_argument("--add", type=int, help="this many finished trials more than the storage holds")
+    tp.add_argument("--timeout", type=float, metavar="S",
+                    help="seconds after which a worker starts no new trial (0: none; default: the profile's)")
+    tp.add_argument("--cluster", metavar="ADDRESS",
+                    help="run trials on Dask workers, one trial at a time each: local:N (N processes here, "
+                         "sharing the cores) or a scheduler's address whose workers share this folder's "
+                         "filesystem (minbert_core/cluster.py); default: one trial at a time in this process")
+    tp.add_argument("--storage", metavar="URL", help="an Optuna RDB URL instead of <out>/tune.db (postgresql://...: "
+                    "workers on several machines, where SQLite's file locks are not to be trusted)")
+    tp.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: 0)")
+    tp.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep each trial's best weights (default: only its records; best.json has the command "
+                         "that trains the best configuration)")
+    tp.set_defaults(fn=_cmd_tune, on_interrupt="interrupted; run the same command again to continue: the "
+                    "interrupted trial resumes from its last checkpoint")
+
+
 def _cmd_bench(a: argparse.Namespace) -> int:
     from .bench import run_all
 
@@ -267,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="the run folder")
     ex.add_argument("out", help="the folder to write (must not exist, or be empty)")
     ex.set_defaults(fn=_cmd_export)
+    _add_tune_parser(sub)
     rp = sub.add_parser("report", help="rebuild a study's tables and figures from its run folders")
     rp.add_argument("study_dir")
     rp.add_argument("--report-dir")

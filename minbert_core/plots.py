@@ -351,3 +351,27 @@ def mechanism(points: pd.DataFrame) -> plt.Figure:
         axes[-1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def tune_figures(study, evaluator=None) -> dict[str, plt.Figure]:
+    """Optuna's own plots of a search (optuna.visualization.matplotlib), by name. Those its trials cannot
+    draw yet are left out: contours and parallel coordinates need 2 complete trials, the importances an
+    `evaluator` (None where they cannot be computed: see tune_report.importances)."""
+    import warnings
+
+    import numpy as np
+    import optuna
+    import optuna.visualization.matplotlib as ov
+
+    kinds = {"optimization_history": ov.plot_optimization_history, "intermediate_values": ov.plot_intermediate_values,
+             **({"param_importances": lambda s: ov.plot_param_importances(s, evaluator=evaluator)} if evaluator else {}),
+             "slice": ov.plot_slice, "parallel_coordinate": ov.plot_parallel_coordinate, "contour": ov.plot_contour}
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    figs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # matplotlib's, on an axis where every trial has one value
+        for name, plot in kinds.items():
+            if complete >= (2 if name in ("contour", "parallel_coordinate") else 1):
+                figs[name] = np.asarray(plot(study)).flat[0].figure
+    return figs
