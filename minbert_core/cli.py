@@ -66,14 +66,11 @@ class _Deprecated(argparse.Action):
 def _add_config_flags(p: argparse.ArgumentParser, defaults) -> None:
     """One --flag per TrainConfig field, with the field's default and its one-line reason as help."""
     import dataclasses
-    import inspect
 
-    from .train import DEPRECATED_KEYS, TrainConfig
+    from .train_config import DEPRECATED_KEYS, TrainConfig
 
-    src = inspect.getsource(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        line = next((ln for ln in src.splitlines() if ln.strip().startswith(f"{f.name}:")), "")
-        help_ = line.split("#", 1)[1].strip() if "#" in line else ""
+        help_ = f.metadata.get("help", "")
         default = getattr(defaults, f.name)
         if f.name == "tasks":
             typ = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
@@ -98,7 +95,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     from .config import override
     from .distributed import Dist
-    from .train import TrainConfig, train
+    from .train import train
+    from .train_config import TrainConfig
 
     base = a.defaults
     if getattr(a, "task", None):
@@ -185,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-steps", type=int, default=1000)
     s.set_defaults(fn=_cmd_sanity)
 
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     sentiment = TrainConfig(tasks=("sst",), strategy="single", single_task="sst")
     t = sub.add_parser("train", help="one sentiment run (SST-5 or CFIMDB; pretrain or finetune)")
