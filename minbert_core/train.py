@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,14 +14,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batching import BucketBatchSampler, TokenizedSplit
-from .build import build_model, build_optimizer, fit_inputs, load_run_data
+from .batching import TaskStream
+from .build import build_model, build_optimizer, fit_inputs, load_run_data, resolve_device
 from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
-from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
+from .run_folder import COMPLETE, new_run_dir, open_run_folder, run_label  # noqa: F401  (run_label: re-exported)
+from .runs import atomic_torch_save, environment, write_csv, write_json
 from .strategies import NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
 # the config lives in train_config; re-exported for notebooks and scripts that import it from here
@@ -32,48 +32,6 @@ from .train_config import (DEPRECATED_KEYS, SMOKE, TrainConfig, migrate_keys, sm
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss stopped the run; the last good checkpoint is kept."""
-
-
-class TaskStream:
-    """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
-
-    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int, dist: Dist | None = None):
-        self.data, self.dist = data, dist or Dist()
-        self.sampler = BucketBatchSampler(data.lengths, batch_size, seed=seed)
-        self.epoch, self.pos = 0, 0
-        self.last_global = 0  # rows of the last global batch (this rank holds its share of them)
-        self._batches = self._epoch_batches()
-
-    def _epoch_batches(self) -> list[list[int]]:
-        self.sampler.set_epoch(self.epoch)
-        # on several ranks, a last batch with fewer rows than ranks would leave a rank empty: dropped
-        return [b for b in self.sampler.batches() if len(b) >= self.dist.world]
-
-    def next(self) -> dict[str, torch.Tensor]:
-        if self.pos >= len(self._batches):
-            self.epoch, self.pos = self.epoch + 1, 0
-            self._batches = self._epoch_batches()
-        idx = self._batches[self.pos]
-        self.pos += 1
-        self.last_global = len(idx)
-        return self.data.batch(self.dist.shard(idx))
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.epoch, self.pos = s["epoch"], s["pos"]
-        self._batches = self._epoch_batches()
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' means CUDA when present, else CPU; an unavailable CUDA is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu' or 'auto')")
-    return dev
 
 
 class Trainer:
@@ -358,14 +316,6 @@ class Trainer:
             print(msg, flush=True)
 
 
-
-
-def run_label(cfg: TrainConfig) -> str:
-    """Default run name: strategy and tasks (and mode for single-task runs)."""
-    tasks = "-".join(cfg.tasks)
-    return f"{cfg.strategy}-{tasks}" + (f"-{cfg.mode}" if len(cfg.tasks) == 1 else "")
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
           on_step: Callable[[int], None] | None = None, dist: Dist | None = None) -> Path:
     """Run one experiment into runs_dir/run_id and return its folder.
@@ -378,18 +328,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if resume and not cfg.run_id:
         raise ValueError("resume needs run_id (the run folder's name)")
     fit_inputs(cfg)  # before the run folder is made: a checkpoint whose tables cannot take the data fails here
-    run_dir = None
-    if dist.is_main:
-        run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))
-        if not cfg.run_id:
-            base, n = run_dir, 1
-            while run_dir.exists():  # two runs started in the same second
-                n += 1
-                run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir = new_run_dir(cfg) if dist.is_main else None
     run_dir = dist.broadcast_object(run_dir)  # every rank: rank 0's folder
     if not dist.is_main:
         error = dist.broadcast_object(None)  # rank 0's verdict on the folder and config
-        if error == _COMPLETE:
+        if error == COMPLETE:
             return run_dir
         if error:
             raise ValueError(error)
@@ -397,57 +340,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
-            inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
-            stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
-            _check_run_folder(cfg, run_dir, resume)
-            done = resume and _already_complete(run_dir)
+            done = open_run_folder(cfg, run_dir, resume, stack)
         except Exception as e:
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
-        dist.broadcast_object(_COMPLETE if done else None)
+        dist.broadcast_object(COMPLETE if done else None)
         if done:
             print(f"{run_dir.name}: already complete (see its metrics.json); nothing to resume", flush=True)
             return run_dir
         return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
-
-
-_COMPLETE = "complete"  # rank 0's verdict: the run to resume has finished
-
-
-def _already_complete(run_dir: Path) -> bool:
-    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do."""
-    metrics = run_dir / "metrics.json"
-    if (run_dir / "checkpoints" / "last.pt").is_file() or not metrics.is_file():
-        return False
-    return json.loads(metrics.read_text()).get("status") == "complete"
-
-
-# where a run lives and computes, not what it trains: a run folder moved to another machine or path
-# (a study continued elsewhere) resumes
-_WHERE_KEYS = frozenset({"device", "runs_dir", "data_dir"})
-
-
-def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse to resume a missing or different run, or to overwrite a finished one."""
-    cfg_file = run_dir / "config.json"
-    if resume and not cfg_file.is_file():
-        raise ValueError(f"--resume: {run_dir} holds no run to resume (no config.json); "
-                         "drop --resume to start it, or check --run-id and --runs-dir")
-    if resume and cfg_file.is_file():
-        saved = migrate_keys(json.loads(cfg_file.read_text())["config"], str(cfg_file), warn=False)
-        # a field added since the run was saved has its default there: the run trained that way
-        saved = json.loads(json.dumps(dataclasses.asdict(TrainConfig()))) | saved
-        now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _WHERE_KEYS)
-        if diff:
-            raise ValueError(f"{cfg_file}: config differs from the saved run in {', '.join(diff)}; "
-                             "resume with the same settings")
-    elif (run_dir / "metrics.json").is_file() and not resume:
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
-        if status == "diverged":
-            raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
-                             "start again, or choose another --run-id")
-        raise ValueError(f"{run_dir} already holds a finished run; choose another run_id or delete it")
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,

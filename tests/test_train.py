@@ -226,6 +226,18 @@ def test_every_config_flag_prints_its_reason_in_help(cmd, capsys):
         assert " ".join(reason.split()) in text, f"{a.option_strings[0]}: its help is not in --help"
 
 
+def test_config_readers_do_not_import_the_training_loop():
+    """The CLI, the plan, the study and the report read TrainConfig from train_config, not train."""
+    import subprocess
+    import sys
+
+    code = ("import sys, minbert_core.cli, minbert_core.plan, minbert_core.study, minbert_core.report, "
+            "minbert_core.run_folder; from minbert_core.cli import build_parser; build_parser(); "
+            "print('minbert_core.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_packaged_minilm_finetune_beats_majority(tmp_path, data_root):
     """A real check that learning happens: MiniLM fine-tuned on 400 SST rows, 2 epochs (~25 s)."""
     cfg = TrainConfig(tasks=("sst",), strategy="single", epochs=2, train_limit=400, eval_limit=300,
