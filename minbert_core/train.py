@@ -23,6 +23,7 @@ from .progress import ProgressLog
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
 from .run_folder import COMPLETE, new_run_dir, open_run_folder, run_label  # noqa: F401  (run_label: re-exported)
 from .runs import atomic_torch_save, environment, write_csv, write_json
+from .step import train_step
 from .strategies import NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
 # the config lives in train_config; re-exported for notebooks and scripts that import it from here
@@ -114,15 +115,6 @@ class Trainer:
             st.update(rng=rngs, world=self.dist.world)
         atomic_torch_save(st, last)
         self._save_records()
-
-    def _reduce_step(self, res) -> dict[str, float]:
-        """After a step's backward on several ranks: sum the gradients the strategy did not already sum
-        (the heads', or all of them where no task gradients were kept) and the tasks' losses."""
-        done = {id(p) for _, p in self.shared} if res.reduced else set()
-        self.dist.reduce_grads_([p for p in self.model.parameters() if id(p) not in done])
-        tasks = list(res.losses)
-        vec = self.dist.all_reduce_(torch.tensor([res.losses[t] for t in tasks], dtype=torch.float64))
-        return dict(zip(tasks, vec.tolist()))
 
     def _restore(self, st: dict) -> tuple[int, int, int]:
         self.model.load_state_dict(st["model"])
@@ -223,15 +215,12 @@ class Trainer:
         batches = {t: s.next() for t, s in self.streams.items()}
         shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
         record = cfg.telemetry_every > 0 and (gstep - 1) % cfg.telemetry_every == 0
-        self.optimizer.zero_grad(set_to_none=True)
+        loss_fns = {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}
         try:
-            res = self.strategy.backward(
-                {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}, self.shared,
-                record=record, reduce=self.dist.all_reduce_ if self.dist.enabled else None)
+            out = train_step(self.strategy, loss_fns, self.shared, self.model, self.optimizer, self.dist, record)
         except NonFiniteLoss as e:
             self._diverged(f"step {gstep - 1} (epoch {epoch + 1}), {e}", last)
-        raw = self._reduce_step(res) if self.dist.enabled else res.losses
-        self.optimizer.step()
+        res, raw = out.result, out.losses
         dt = time.perf_counter() - t0
         n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
         st = self.state
