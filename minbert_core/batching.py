@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .data import Split
+from .distributed import Dist
 from .tokenizer import encode
 
 
@@ -136,3 +137,38 @@ def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> f
         real += sum(ls)
         padded += max(ls) * len(ls)
     return 1.0 - real / padded if padded else 0.0
+
+
+class TaskStream:
+    """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
+
+    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int, dist: Dist | None = None):
+        self.data, self.dist = data, dist or Dist()
+        self.sampler = BucketBatchSampler(data.lengths, batch_size, seed=seed)
+        self.epoch, self.pos = 0, 0
+        self.last_global = 0  # rows of the last global batch (this rank holds its share of them)
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> list[list[int]]:
+        self.sampler.set_epoch(self.epoch)
+        # on several ranks, a last batch with fewer rows than ranks would leave a rank empty: dropped
+        return [b for b in self.sampler.batches() if len(b) >= self.dist.world]
+
+    def next(self) -> dict[str, torch.Tensor]:
+        """The next batch (this rank's share of it), starting the next epoch when one runs out."""
+        if self.pos >= len(self._batches):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._batches = self._epoch_batches()
+        idx = self._batches[self.pos]
+        self.pos += 1
+        self.last_global = len(idx)
+        return self.data.batch(self.dist.shard(idx))
+
+    def state_dict(self) -> dict:
+        """Where the stream stands, for a checkpoint."""
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        """Continue from a `state_dict()`."""
+        self.epoch, self.pos = s["epoch"], s["pos"]
+        self._batches = self._epoch_batches()

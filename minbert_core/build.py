@@ -1,9 +1,11 @@
-"""Building a run from its config: the tokenized data of every task, the model, and its optimizer."""
+"""Building a run from its config: the device, the tokenized data of every task, the model, and its optimizer."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from .batching import TokenizedSplit
 from .checkpoints import resolve_checkpoint
@@ -148,3 +150,13 @@ def build_optimizer(cfg, model: MultitaskBert, extra: list) -> AdamW:
     groups = [{"params": enc, "lr": cfg.lr}] if enc else []
     groups.append({"params": new + extra, "lr": cfg.head_lr})
     return AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' means CUDA when present, else CPU; an unavailable CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu' or 'auto')")
+    return dev

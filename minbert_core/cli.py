@@ -67,14 +67,11 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults, hidden: tuple[str, .
     """One --flag per TrainConfig field, with the field's default and its one-line reason as help; the
     `hidden` keys are accepted (so that using them gets a clear refusal) but not listed in --help."""
     import dataclasses
-    import inspect
 
-    from .train import DEPRECATED_KEYS, TrainConfig
+    from .train_config import DEPRECATED_KEYS, TrainConfig
 
-    src = inspect.getsource(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        line = next((ln for ln in src.splitlines() if ln.strip().startswith(f"{f.name}:")), "")
-        help_ = line.split("#", 1)[1].strip() if "#" in line else ""
+        help_ = f.metadata.get("help", "")
         default = getattr(defaults, f.name)
         if f.name == "tasks":
             typ = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
@@ -105,7 +102,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .config import override
     from .distributed import Dist
     from .resume import flag, resume_config
-    from .train import TrainConfig, train
+    from .train import train
+    from .train_config import TrainConfig
 
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
     if a.cmd == "train":
@@ -274,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-steps", type=int, default=1000)
     s.set_defaults(fn=_cmd_sanity)
 
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     sentiment = TrainConfig(tasks=("sst",), strategy="single", single_task="sst")
     t = sub.add_parser("train", help="one sentiment run (SST-5 or CFIMDB; pretrain or finetune)")

@@ -16,7 +16,7 @@ import torch
 
 if TYPE_CHECKING:
     from .multitask import MultitaskBert
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
 HEADS_FILE = "minbert_heads.safetensors"  # task heads and the bi-LSTM, with the layout in its metadata
 RUN_FILE = "minbert_run.json"  # where the export came from: the run's config and best dev scores
@@ -76,7 +76,7 @@ def _readable(folder: Path) -> None:
 
 def _read_run(run: Path) -> tuple[dict, "TrainConfig"]:
     """The run's config.json record and its TrainConfig; ValueError where it is not a run record."""
-    from .train import TrainConfig, migrate_keys
+    from .train_config import TrainConfig, migrate_keys
 
     f = run / "config.json"
     if not f.is_file():

@@ -81,7 +81,7 @@ def notebook_config(namespace: Mapping[str, Any], notebook: str, **fixed: Any):
     decides itself (01: tasks=(task,), strategy="single"); one that is also a parameter is an error.
     Types and choices are TrainConfig's (a ValueError naming the field).
     """
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     check_parameters(namespace, notebook)
     params = notebook_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
@@ -94,7 +94,7 @@ def notebook_config(namespace: Mapping[str, Any], notebook: str, **fixed: Any):
 
 def _training_defaults(nb_params: dict) -> dict:
     """TrainConfig's defaults (the original project's) for the notebook's training parameters."""
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     base = TrainConfig()
     # a tuple field (tasks) is a comma-separated string in a notebook (papermill writes tuples as strings)
@@ -117,7 +117,7 @@ def _resolve_refs(params: dict, defaults: dict, where: str) -> dict:
 def _check_training_params(params: dict, nb_params: dict) -> None:
     """The merged parameters of a training run: none left to the notebook's smoke default, and
     TrainConfig's types and choices (each key the plan sets was checked at its source)."""
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     unset = sorted(set(nb_params) - set(params) - {"resume"})
     if unset:
@@ -237,7 +237,7 @@ class _Expansion:
         self._check_keys(self.prof.common, training, f"profiles.{self.profile}.common")
 
     def _check_keys(self, block: dict, notebooks: set[str], where: str, seeds_ok: bool = False) -> None:
-        from .train import migrate_keys
+        from .train_config import migrate_keys
 
         for k in migrate_keys(block, where, warn=False):
             if k == "seeds" and seeds_ok:
@@ -264,7 +264,7 @@ class _Expansion:
         return [r for _, r in sorted(runs, key=lambda x: x[0])]  # stable: seed by seed, then unseeded
 
     def _experiment_runs(self, exp: Experiment) -> list[tuple[tuple[int, int], PlannedRun]]:
-        from .train import migrate_keys, valid_run_id
+        from .train_config import migrate_keys, valid_run_id
 
         training = exp.notebook in TRAINING_NOTEBOOKS
         key = self.block_key(exp)
@@ -324,7 +324,7 @@ RESERVED_NAMES = ("report", "study.json")
 def _reference_problems(runs: list[PlannedRun], plan: Plan) -> list[tuple[str, str]]:
     """Run names are plain folder names (the --run-id rule), unique and not the study's own files;
     every same_as, compare_to and @run names something in the plan."""
-    from .train import valid_run_id
+    from .train_config import valid_run_id
 
     index = {e.name: i for i, e in enumerate(plan.experiments)}
     where = lambda r: _exp_path(index[r.experiment], plan.experiments[index[r.experiment]])  # noqa: E731

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
 # What a resumed run may change, each with why that is safe. Everything else decides what the run
 # trains (data, model, optimizer, strategy, seeds), so a different value would make a different run.
@@ -41,7 +41,7 @@ def recorded_config(run_dir: Path) -> dict:
     Raises ValueError where the folder holds no run record to resume.
     """
     from .runs import read_json
-    from .train import TrainConfig, migrate_keys
+    from .train_config import TrainConfig, migrate_keys
 
     f = run_dir / "config.json"
     if not f.is_file():
@@ -58,7 +58,7 @@ def resume_config(run_id: str, given: Mapping[str, Any]) -> "TrainConfig":
     (command-line flags) over it. `given` may hold runs_dir (default: TrainConfig's); check_resume
     later refuses a given setting that differs from the record unless MAY_CHANGE allows it."""
     from .config import override
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     if not run_id:
         raise ValueError("--resume needs --run-id (the run folder's name inside --runs-dir)")

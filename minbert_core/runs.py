@@ -206,7 +206,7 @@ class RunRecord:
     @property
     def cfg(self) -> dict:
         """The run's TrainConfig fields, renamed keys migrated (records from before a rename)."""
-        from .train import migrate_keys
+        from .train_config import migrate_keys
 
         return migrate_keys(self.config["config"], str(self.path), warn=False)
 

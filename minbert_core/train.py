@@ -6,316 +6,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .batching import BucketBatchSampler, TokenizedSplit
-from .build import build_model, build_optimizer, fit_inputs, load_run_data
-from .config import override
+from .batching import TaskStream
+from .build import build_model, build_optimizer, fit_inputs, load_run_data, resolve_device
 from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
 from .progress import ProgressLog
-from .resume import check_resume, finished_without_state
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
-from .runs import atomic_torch_save, environment, folder_lock, inside, new_run_id, write_csv, write_json
-from .strategies import STRATEGIES, TRAINING_RULES, NonFiniteLoss, get_strategy
+from .run_folder import COMPLETE, new_run_dir, open_run_folder, run_label  # noqa: F401  (run_label: re-exported)
+from .runs import atomic_torch_save, environment, write_csv, write_json
+from .step import train_step
+from .strategies import NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
 from .tracking import TensorBoardLog, open_tensorboard
-
-
-
-
-_SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def valid_run_id(name: str) -> bool:
-    """Whether `name` is one plain folder name (the --run-id rule): letters, digits, '.', '_', '-'."""
-    return bool(_SAFE_RUN_ID.fullmatch(name)) and name not in (".", "..")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one run depends on. Defaults follow the original CS224N project."""
-
-    tasks: tuple[str, ...] = ("sst", "para", "sts")  # tasks with heads, evaluated every epoch
-    strategy: str = "pcgrad"  # gradient combination: a name in strategies.STRATEGIES
-    single_task: str = "sst"  # the one task trained by strategy 'single'
-    checkpoint: str = "minilm-l6"  # pretrained encoder: minilm-l6, a folder, a hub name, or random:<shape>
-    mode: str = "finetune"  # finetune: train everything; pretrain: freeze the encoder, train heads
-    lr_pretrain: float = 1e-3  # learning rate in pretrain mode
-    lr_finetune: float = 1e-5  # learning rate in finetune mode
-    # learning rate of the layers trained from scratch (heads, bi-LSTM) when fine-tuning; 0 = lr_finetune
-    # (the original project: one rate). A fresh bi-LSTM at an encoder's fine-tuning rate learns too slowly
-    lr_head: float = 0.0
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    epochs: int = 10  # passes, as counted by epoch_rule
-    batch_size: int = 8  # examples per task per step
-    eval_batch_size: int = 64  # examples per forward pass when evaluating
-    head_dropout: float = 0.3  # dropout in the task heads (BERT's own is encoder_dropout)
-    encoder_dropout: float = -1.0  # encoder dropout (hidden and attention); -1 keeps the checkpoint's
-    seed: int = 11711  # seeds torch, numpy, random, samplers and PCGrad's task order
-    max_length: int = 128  # tokens per sequence (pairs: both sentences together)
-    pair_encoding: str = "cross"  # cross: [CLS] a [SEP] b [SEP]; bi: encode apart (Sentence-BERT heads)
-    # mean: masked mean of token states (what MiniLM was trained with: its pooler.dense is untrained);
-    # cls: BERT's pooler over [CLS] (the CS224N starter's, right for bert-base-uncased)
-    pooling: str = "mean"
-    lstm: bool = False  # a shared bi-LSTM over the encoder's token states
-    task_layers: int = 0  # hidden layers in each task's own head
-    task_hidden: int = 256  # width of those layers
-    epoch_rule: str = "smallest"  # steps per epoch: smallest | largest task's batches, or fixed
-    steps_per_epoch: int = 0  # steps per epoch when epoch_rule is 'fixed'
-    train_limit: int = 0  # training examples per task, a seeded sample (0 = all)
-    eval_limit: int = 0  # dev/test examples per task, a seeded sample (0 = all)
-    dev_limits: str = ""  # per-task dev caps overriding eval_limit for dev only, e.g. "para=5000"
-    predict_test: bool = True  # write test-set submission files (off: dev files only, a faster study run)
-    # per-task loss weights, e.g. "sts=0.2" (unlisted tasks weigh 1): STS's squared error on a 0-5
-    # scale starts ~10x the classification losses; '' is the paper's plain sum
-    loss_weights: str = ""
-    telemetry_every: int = 10  # record task-gradient cosines every N steps (0 = never)
-    checkpoint_every: int = 200  # save a resumable checkpoint every N steps (and each epoch end)
-    keep_last: bool = False  # keep checkpoints/last.pt (weights + optimizer state) once the run completes
-    # stop after the first epoch whose dev overall reaches this (0 = off): time-to-accuracy runs
-    target_overall: float = 0.0
-    time_budget_s: float = 0.0  # stop after the epoch in which training time passes this (0 = off)
-    cache_features: bool = True  # pretrain mode without bi-LSTM: encode each example once
-    device: str = "auto"  # auto (cuda if present), cpu, cuda, cuda:1 ...
-    bf16: bool = False  # bf16 autocast (CUDA; also on CPUs, where torch supports it)
-    runs_dir: str = "runs"  # parent folder of run folders
-    run_id: str = ""  # run folder name ('' = <time>-<strategy>-<tasks>)
-    data_dir: str = ""  # data folder ('' = $MINBERT_DATA or ./data)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # types first: every later check can trust them
-            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
-        # upper bounds: what no run means (an AdamW rate above 1, an overall score above 1, a seed numpy
-        # refuses), so that a typo fails here, naming the key, not as a non-finite loss at step 1
-        ranges = {"target_overall": (0.0, 1.0), "time_budget_s": (0.0, 1e7), "lr_pretrain": (0.0, 1.0),
-                  "lr_finetune": (0.0, 1.0), "lr_head": (0.0, 1.0), "weight_decay": (0.0, 10.0),
-                  "seed": (0, 2**32 - 1), "task_layers": (0, None), "task_hidden": (1, None),
-                  "steps_per_epoch": (0, None), "telemetry_every": (0, None), "checkpoint_every": (0, None)}
-        for key, (lo, hi) in ranges.items():
-            v = getattr(self, key)
-            if v < lo or (hi is not None and v > hi):
-                raise ValueError(f"{key} must be >= {lo}{'' if hi is None else f' and <= {hi}'}; got {v!r}")
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise ValueError(f"head_dropout must be in [0, 1); got {self.head_dropout!r}")
-        if self.encoder_dropout != -1.0 and not 0.0 <= self.encoder_dropout < 1.0:
-            raise ValueError(f"encoder_dropout must be -1 (the checkpoint's) or in [0, 1); got {self.encoder_dropout!r}")
-        choices = {"mode": ("pretrain", "finetune"), "strategy": TRAINING_RULES + tuple(STRATEGIES),
-                   "pair_encoding": ("cross", "bi"), "pooling": ("cls", "mean"),
-                   "epoch_rule": ("smallest", "largest", "fixed")}
-        for key, ok in choices.items():
-            if getattr(self, key) not in ok:
-                raise ValueError(f"{key} must be one of {', '.join(ok)}; got {getattr(self, key)!r}")
-        if self.run_id and not valid_run_id(self.run_id):
-            raise ValueError(f"run_id (--run-id) must be one folder name of letters, digits, '.', '_' or '-' "
-                             f"inside runs_dir; got {self.run_id!r}")
-        for t in self.tasks:
-            get_task(t)
-        if not self.tasks:
-            raise ValueError("tasks is empty")
-        if self.strategy == "single" and self.single_task not in self.tasks:
-            raise ValueError(f"single_task {self.single_task!r} is not among tasks {self.tasks}")
-        if self.epoch_rule == "fixed" and self.steps_per_epoch < 1:
-            raise ValueError("epoch_rule 'fixed' needs steps_per_epoch >= 1")
-        for key in ("epochs", "batch_size", "eval_batch_size", "max_length"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
-        for key in ("train_limit", "eval_limit"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0 (0 = all rows); got {getattr(self, key)}")
-        for key, hi in (("dev_limits", 1e12), ("loss_weights", 1e3)):  # a row count; a loss weight
-            for t, v in task_values(getattr(self, key), key).items():
-                if not 0 <= v <= hi or (key == "dev_limits" and v != int(v)):
-                    raise ValueError(f"{key}: {t}={v:g} must be a {'whole ' * (key == 'dev_limits')}number "
-                                     f"in 0..{hi:g}")
-
-    @property
-    def train_tasks(self) -> tuple[str, ...]:
-        """The tasks whose losses train the model: all of them, or the 'single' rule's one task."""
-        return (self.single_task,) if self.strategy == "single" else tuple(self.tasks)
-
-    @property
-    def gradient_strategy(self) -> str:
-        """The registered strategy that combines the trained tasks' gradients ('single': the plain sum)."""
-        return "sum" if self.strategy == "single" else self.strategy
-
-    @property
-    def head_lr(self) -> float:
-        """The learning rate of the heads and the bi-LSTM."""
-        return self.lr_head if self.mode == "finetune" and self.lr_head > 0 else self.lr
-
-    def weight(self, task: str) -> float:
-        """The task's loss weight (1 unless loss_weights names it)."""
-        return task_values(self.loss_weights, "loss_weights").get(task, 1.0)
-
-    def dev_limit(self, task: str) -> int:
-        """Dev rows evaluated for a task (0 = all)."""
-        return int(task_values(self.dev_limits, "dev_limits").get(task, self.eval_limit))
-
-    @property
-    def lr(self) -> float:
-        """The learning rate this mode uses."""
-        return self.lr_pretrain if self.mode == "pretrain" else self.lr_finetune
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a dict (JSON, notebook parameters); unknown keys are an error naming them."""
-        d = migrate_keys(d, "config")
-        if "tasks" in d and isinstance(d["tasks"], (list, str)):
-            d["tasks"] = tuple(d["tasks"].split(",")) if isinstance(d["tasks"], str) else tuple(d["tasks"])
-        return override(cls(), d)
-
-
-# Renamed keys, read under their old names for one release: hidden_dropout was the head dropout, easily
-# taken for BERT's own hidden_dropout_prob (encoder_dropout sets that one)
-DEPRECATED_KEYS = {"hidden_dropout": "head_dropout"}
-
-
-def migrate_keys(d: dict, where: str, warn: bool = True) -> dict:
-    """`d` with deprecated keys under their new names (a FutureWarning naming each, unless `warn` is off,
-    as for records written before the rename); both names with different values is an error."""
-    import warnings
-
-    out = dict(d)
-    for old, new in DEPRECATED_KEYS.items():
-        if old not in out:
-            continue
-        v = out.pop(old)
-        if new in out and out[new] != v:
-            raise ValueError(f"{where}: both {old}={v!r} and {new}={out[new]!r}; {old} is the old name of {new}")
-        out.setdefault(new, v)
-        if warn:
-            warnings.warn(f"{where}: {old} is deprecated, use {new}", FutureWarning, stacklevel=3)
-    return out
-
-
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def _coerce(name: str, typ: str, v):
-    """A config value of the field's type: unambiguous strings are read ("1e-5", "true"), the rest refused."""
-    def bad(why: str = ""):
-        return ValueError(f"{name} must be {typ}{why}; got {v!r} ({type(v).__name__})")
-
-    if typ == "bool":
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
-            return v.strip().lower() in _TRUE
-        raise bad(" (true or false)")
-    if typ in ("int", "float"):
-        number, hint = (int, " (a whole number)") if typ == "int" else (float, " (a number such as 1e-5)")
-        if isinstance(v, bool):
-            raise bad()
-        if typ == "float" and isinstance(v, (int, float, str)) and not math.isfinite(_as_float(v)):
-            raise bad(" (a finite number)")  # nan passes every range check; inf and 1e400 overflow
-        if isinstance(v, int) or (typ == "float" and isinstance(v, float)):
-            return number(v)
-        if isinstance(v, float) and v.is_integer():  # an int field given 2.0
-            return int(v)
-        if isinstance(v, str):
-            try:
-                return number(v.strip())
-            except ValueError:
-                raise bad(hint) from None
-        raise bad(hint if typ == "int" else "")
-    if typ == "str":
-        if not isinstance(v, str):
-            raise bad()
-        return v
-    if typ.startswith("tuple"):
-        if isinstance(v, str):
-            v = tuple(x.strip() for x in v.split(",") if x.strip())
-        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
-            return tuple(v)
-        raise bad(" (task names)")
-    return v
-
-
-def _as_float(v) -> float:
-    """float(v): inf for an int too large for one, 0.0 where v does not read as one (the type check
-    that follows names the key)."""
-    try:
-        return float(v.strip() if isinstance(v, str) else v)
-    except OverflowError:
-        return math.inf
-    except ValueError:
-        return 0.0
-
-
-def task_values(spec: str, key: str = "value") -> dict[str, float]:
-    """Parse "sts=0.2,para=5000" (or "sts:0.2") into {task: number}; a bad entry is an error naming `key`."""
-    out: dict[str, float] = {}
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        task, sep, val = item.replace(":", "=", 1).partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            get_task(task.strip())
-            out[task.strip()] = float(val)
-        except ValueError:
-            raise ValueError(f"{key}: cannot read {item!r}; expected task=number with a known task, "
-                             f"e.g. 'sts=0.2'") from None
-        if not math.isfinite(out[task.strip()]):
-            raise ValueError(f"{key}: {item!r} is not a finite number")
-    return out
+# the config lives in train_config; re-exported for notebooks and scripts that import it from here
+from .train_config import (DEPRECATED_KEYS, SMOKE, TrainConfig, migrate_keys, smoke_config,  # noqa: F401
+                           task_values, valid_run_id)
 
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss stopped the run; the last good checkpoint is kept."""
-
-
-class TaskStream:
-    """Endless batches of one task: epoch after epoch of its bucketed sampler, resumable."""
-
-    def __init__(self, data: TokenizedSplit, batch_size: int, seed: int, dist: Dist | None = None):
-        self.data, self.dist = data, dist or Dist()
-        self.sampler = BucketBatchSampler(data.lengths, batch_size, seed=seed)
-        self.epoch, self.pos = 0, 0
-        self.last_global = 0  # rows of the last global batch (this rank holds its share of them)
-        self._batches = self._epoch_batches()
-
-    def _epoch_batches(self) -> list[list[int]]:
-        self.sampler.set_epoch(self.epoch)
-        # on several ranks, a last batch with fewer rows than ranks would leave a rank empty: dropped
-        return [b for b in self.sampler.batches() if len(b) >= self.dist.world]
-
-    def next(self) -> dict[str, torch.Tensor]:
-        if self.pos >= len(self._batches):
-            self.epoch, self.pos = self.epoch + 1, 0
-            self._batches = self._epoch_batches()
-        idx = self._batches[self.pos]
-        self.pos += 1
-        self.last_global = len(idx)
-        return self.data.batch(self.dist.shard(idx))
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.epoch, self.pos = s["epoch"], s["pos"]
-        self._batches = self._epoch_batches()
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' means CUDA when present, else CPU; an unavailable CUDA is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu' or 'auto')")
-    return dev
 
 
 class Trainer:
@@ -399,15 +117,6 @@ class Trainer:
             st.update(rng=rngs, world=self.dist.world)
         atomic_torch_save(st, last)
         self._save_records()
-
-    def _reduce_step(self, res) -> dict[str, float]:
-        """After a step's backward on several ranks: sum the gradients the strategy did not already sum
-        (the heads', or all of them where no task gradients were kept) and the tasks' losses."""
-        done = {id(p) for _, p in self.shared} if res.reduced else set()
-        self.dist.reduce_grads_([p for p in self.model.parameters() if id(p) not in done])
-        tasks = list(res.losses)
-        vec = self.dist.all_reduce_(torch.tensor([res.losses[t] for t in tasks], dtype=torch.float64))
-        return dict(zip(tasks, vec.tolist()))
 
     def _restore(self, st: dict) -> tuple[int, int, int]:
         self.model.load_state_dict(st["model"])
@@ -512,15 +221,12 @@ class Trainer:
         batches = {t: s.next() for t, s in self.streams.items()}
         shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
         record = cfg.telemetry_every > 0 and (gstep - 1) % cfg.telemetry_every == 0
-        self.optimizer.zero_grad(set_to_none=True)
+        loss_fns = {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}
         try:
-            res = self.strategy.backward(
-                {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}, self.shared,
-                record=record, reduce=self.dist.all_reduce_ if self.dist.enabled else None)
+            out = train_step(self.strategy, loss_fns, self.shared, self.model, self.optimizer, self.dist, record)
         except NonFiniteLoss as e:
             self._diverged(f"step {gstep - 1} (epoch {epoch + 1}), {e}", last)
-        raw = self._reduce_step(res) if self.dist.enabled else res.losses
-        self.optimizer.step()
+        res, raw = out.result, out.losses
         dt = time.perf_counter() - t0
         n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
         st = self.state
@@ -607,22 +313,6 @@ class Trainer:
             print(msg, flush=True)
 
 
-SMOKE = dict(checkpoint="random:tiny", epochs=2, train_limit=32, eval_limit=16, max_length=32, telemetry_every=1)
-
-
-def smoke_config(**overrides) -> TrainConfig:
-    """A run in seconds: a tiny random BERT on a few rows of each task, telemetry on every step. What
-    notebook 04 trains when given no runs, and what tests build on (the plan's `smoke` profile is its
-    YAML twin)."""
-    return TrainConfig(**{**SMOKE, **overrides})
-
-
-def run_label(cfg: TrainConfig) -> str:
-    """Default run name: strategy and tasks (and mode for single-task runs)."""
-    tasks = "-".join(cfg.tasks)
-    return f"{cfg.strategy}-{tasks}" + (f"-{cfg.mode}" if len(cfg.tasks) == 1 else "")
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
           on_step: Callable[[int], None] | None = None, dist: Dist | None = None) -> Path:
     """Run one experiment into runs_dir/run_id and return its folder.
@@ -635,18 +325,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if resume and not cfg.run_id:
         raise ValueError("resume needs run_id (the run folder's name)")
     fit_inputs(cfg)  # before the run folder is made: a checkpoint whose tables cannot take the data fails here
-    run_dir = None
-    if dist.is_main:
-        run_dir = Path(cfg.runs_dir) / (cfg.run_id or new_run_id(run_label(cfg)))
-        if not cfg.run_id:
-            base, n = run_dir, 1
-            while run_dir.exists():  # two runs started in the same second
-                n += 1
-                run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir = new_run_dir(cfg) if dist.is_main else None
     run_dir = dist.broadcast_object(run_dir)  # every rank: rank 0's folder
     if not dist.is_main:
         error = dist.broadcast_object(None)  # rank 0's verdict on the folder and config
-        if error == _COMPLETE:
+        if error == COMPLETE:
             return run_dir
         if error:
             raise ValueError(error)
@@ -654,33 +337,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
-            inside(run_dir, cfg.runs_dir)  # a linked run folder would take its records elsewhere
-            stack.enter_context(folder_lock(run_dir))  # one writer per run folder; a second fails naming the first
-            _check_run_folder(cfg, run_dir, resume)
-            done = resume and finished_without_state(run_dir)
+            done = open_run_folder(cfg, run_dir, resume, stack)
         except Exception as e:
             dist.broadcast_object(str(e))  # the other ranks stop with the same error instead of waiting
             raise
-        dist.broadcast_object(_COMPLETE if done else None)
+        dist.broadcast_object(COMPLETE if done else None)
         if done:
             print(f"{run_dir.name}: already complete (see its metrics.json); nothing to resume", flush=True)
             return run_dir
         return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
-
-
-_COMPLETE = "complete"  # rank 0's verdict: the run to resume has finished
-
-
-def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    """Refuse to resume a missing or different run (resume.check_resume), or to overwrite a finished one."""
-    if resume:
-        check_resume(cfg, run_dir)
-    elif (run_dir / "metrics.json").is_file():
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
-        if status == "diverged":
-            raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
-                             "start again, or choose another --run-id")
-        raise ValueError(f"{run_dir} already holds a finished run; choose another run_id or delete it")
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,

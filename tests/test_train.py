@@ -208,6 +208,36 @@ def test_cli_multitask_and_train(tmp_path, data_root, capsys):
     assert main(["multitask", "--strategy", "nope", *args]) == 2
 
 
+@pytest.mark.parametrize("cmd", ["multitask", "train"])
+def test_every_config_flag_prints_its_reason_in_help(cmd, capsys):
+    """Every flag of `minbert multitask --help` has help text beyond its default (the field's metadata),
+    including fields whose reason spans several lines (--lr-head, --pooling, --loss-weights)."""
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines: compare on words
+    from minbert_core.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd").choices[cmd]
+    flags = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 40
+    for a in flags:
+        reason = (a.help or "").rsplit("(default:", 1)[0].strip()
+        assert len(reason) > 3, f"{a.option_strings[0]} prints no help"
+        assert " ".join(reason.split()) in text, f"{a.option_strings[0]}: its help is not in --help"
+
+
+def test_config_readers_do_not_import_the_training_loop():
+    """The CLI, the plan, the study and the report read TrainConfig from train_config, not train."""
+    import subprocess
+    import sys
+
+    code = ("import sys, minbert_core.cli, minbert_core.plan, minbert_core.study, minbert_core.report, "
+            "minbert_core.run_folder; from minbert_core.cli import build_parser; build_parser(); "
+            "print('minbert_core.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_packaged_minilm_finetune_beats_majority(tmp_path, data_root):
     """A real check that learning happens: MiniLM fine-tuned on 400 SST rows, 2 epochs (~25 s)."""
     cfg = TrainConfig(tasks=("sst",), strategy="single", epochs=2, train_limit=400, eval_limit=300,

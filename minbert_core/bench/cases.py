@@ -150,8 +150,10 @@ def _multitask_setup(checkpoint: str, B: int, T: int, device: torch.device):
 
 
 def _strategy_step(name: str, model, opt, batches, autocast: bool = False, dist=None) -> Callable[[], None]:
-    """One optimizer step of a strategy as the Trainer takes it. With `dist` (several ranks, each on its
-    share of the batch): task gradients summed over ranks before combining, then the heads' gradients."""
+    """One optimizer step of a strategy: the Trainer's `train_step`, or the naive PCGrad contender. With
+    `dist` (several ranks, each on its share of the batch): task gradients summed over ranks before
+    combining, then the heads' gradients."""
+    from ..step import train_step
     from ..strategies import STRATEGIES, get_strategy
     from ..tasks import get_task
 
@@ -160,7 +162,6 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False, dist=
     strat.bind(list(batches))
     record = name == "sum+telemetry"  # the summed loss, measuring conflicts on every step
     share = 1.0 / (dist.world if dist else 1)
-    shared_ids = {id(p) for _, p in shared}
 
     def loss_fn(task):
         def fn():
@@ -169,13 +170,8 @@ def _strategy_step(name: str, model, opt, batches, autocast: bool = False, dist=
             return share * get_task(task).loss(out.float(), batches[task]["labels"])
         return fn
 
-    def ours():
-        opt.zero_grad(set_to_none=True)
-        strat.backward({t: loss_fn(t) for t in batches}, shared, record=record,
-                       reduce=dist.all_reduce_ if dist else None)
-        if dist:
-            dist.reduce_grads_([p for p in model.parameters() if id(p) not in shared_ids])
-        opt.step()
+    def ours():  # the Trainer's own step
+        train_step(strat, {t: loss_fn(t) for t in batches}, shared, model, opt, dist, record)
 
     def naive():
         # As common public PCGrad code does it: one graph for all tasks, backward(retain_graph=True)
