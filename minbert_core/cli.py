@@ -159,9 +159,11 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
 def _cmd_tune(a: argparse.Namespace) -> int:
     from .tune import run_tune
+    from .tune_report import write_report
 
-    written = run_tune(a.profile, a.out, trials=a.trials, add=a.add, timeout_s=a.timeout, cluster=a.cluster,
-                       storage=a.storage, seed=a.seed, keep_checkpoints=a.keep_checkpoints)
+    study, folder = run_tune(a.profile, a.out, trials=a.trials, add=a.add, timeout_s=a.timeout, cluster=a.cluster,
+                             storage=a.storage, seed=a.seed, keep_checkpoints=a.keep_checkpoints)
+    written = write_report(study, folder / "report")
     for kind, paths in written.items():
         print(f"{kind}: " + " ".join(paths))
     return 0

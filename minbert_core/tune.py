@@ -291,10 +291,10 @@ def optimize(folder: Path, preset_name: str, trials: int, timeout_s: float = 0.0
 
 def run_tune(preset_name: str, out: str | Path | None = None, trials: int | None = None, add: int | None = None,
              timeout_s: float | None = None, cluster: str | None = None, storage: str | None = None,
-             seed: int = 0, keep_checkpoints: bool = False) -> dict[str, list[str]]:
+             seed: int = 0, keep_checkpoints: bool = False) -> tuple[optuna.Study, Path]:
     """`minbert tune`: continue (or start) the search in `out` until it has `trials` finished trials (or
-    `add` more than it has; default the preset's), on a Dask cluster or in this process, then write its
-    report. Returns the report's files by kind."""
+    `add` more than it has; default the preset's), on a Dask cluster or in this process. Returns the
+    search and its folder (tune_report.write_report writes its report)."""
     from .data import data_dir
 
     preset = get_preset(preset_name)
@@ -314,9 +314,7 @@ def run_tune(preset_name: str, out: str | Path | None = None, trials: int | None
         run_on_cluster(cluster, args)
     else:
         optimize(**{**args, "folder": folder})
-    from .tune_report import write_report
-
-    return write_report(open_study(folder, preset_name, storage, seed), folder / "report")
+    return open_study(folder, preset_name, storage, seed), folder
 
 
 def run_on_cluster(address: str, args: dict) -> None:
