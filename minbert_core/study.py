@@ -114,6 +114,26 @@ def _execute_plan(plan: dict, profile: str, runs: list[PlannedRun], out: Path, n
     return runs
 
 
+def earlier_runs(path: Path) -> dict[str, dict]:
+    """The runs an earlier invocation recorded in study.json, by name ({} where there is none or it is
+    damaged: it is rewritten from the plan anyway)."""
+    try:
+        return {e["name"]: e for e in json.loads(path.read_text())["runs"] if isinstance(e, dict) and "name" in e}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def keep_earlier_times(runs: list[dict], earlier: dict[str, dict]) -> list[dict]:
+    """`runs` with the seconds an earlier record measured for each run now skipped as complete."""
+    out = []
+    for r in runs:
+        e = earlier.get(r["name"], {})
+        if r.get("seconds") is None and str(r.get("status", "")).startswith("skipped") and e.get("seconds"):
+            r = {**r, "seconds": e["seconds"]}
+        out.append(r)
+    return out
+
+
 class _Execution:
     """One invocation of a study plan: its progress lines, its ETA and its study.json record."""
 
@@ -126,14 +146,16 @@ class _Execution:
         self.total = len(self.executed) + 1  # and the report
         self.settled = 0
         self.ran: list[float] = []  # seconds of the notebooks this invocation executed, for the ETA
+        self.earlier = earlier_runs(out / "study.json")  # what an earlier invocation recorded, by run name
         self.t0 = time.perf_counter()
 
     def record(self) -> None:
-        """study.json: the profile, its description and targets, and every run with its status so far."""
+        """study.json: the profile, its description and targets, and every run with its status so far (a
+        run skipped as complete keeps the time an earlier invocation recorded for it)."""
         write_json(self.out / "study.json", {
             "profile": self.profile, "description": self.plan["profiles"][self.profile].get("description", ""),
             "targets": self.plan["profiles"][self.profile].get("targets", []),
-            "runs": [asdict(r) for r in self.runs]})
+            "runs": keep_earlier_times([asdict(r) for r in self.runs], self.earlier)})
 
     def settle(self, r: PlannedRun) -> None:
         """One line per settled notebook: status, time, its dev score, and the study's ETA."""

@@ -287,3 +287,17 @@ def test_cluster_task_with_a_failed_input_fails_without_running():
     status, error, _ = run_entry_task("nb.ipynb", "/nonexistent", {}, "minbert", "x",
                                       [("t2-sum", ("failed", "boom", 1.0)), ("t2-pcgrad", ("complete", None, 2.0))])
     assert status == "failed" and error == "needs a failed run: t2-sum"
+
+
+def test_a_rerun_keeps_the_times_an_earlier_record_measured(tmp_path):
+    """Completed runs are skipped on a rerun; study.json keeps the seconds their own run recorded."""
+    from minbert_core.study import earlier_runs, keep_earlier_times
+
+    (tmp_path / "study.json").write_text(json.dumps({"runs": [{"name": "a", "status": "complete", "seconds": 377.2},
+                                                              {"name": "b", "status": "failed", "seconds": 3.0}]}))
+    earlier = earlier_runs(tmp_path / "study.json")
+    now = [{"name": "a", "status": "skipped (complete)", "seconds": None},
+           {"name": "b", "status": "complete", "seconds": 12.5}, {"name": "c", "status": "pending", "seconds": None}]
+    assert [r["seconds"] for r in keep_earlier_times(now, earlier)] == [377.2, 12.5, None]
+    (tmp_path / "study.json").write_text('{"runs": [')  # cut short: nothing to keep, nothing fails
+    assert earlier_runs(tmp_path / "study.json") == {}
