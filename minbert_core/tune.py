@@ -33,8 +33,7 @@ from typing import Any, Mapping
 import optuna
 
 from .evaluation import Evaluator
-from .runs import write_json
-from .train import TrainConfig, TrainingDiverged, train
+from .train_config import TrainConfig
 
 STUDY_NAME = "minbert-tune"
 HEARTBEAT_S, GRACE_S = 60, 180  # a trial silent for GRACE_S is failed and retried (its process died)
@@ -233,6 +232,8 @@ def objective(trial: optuna.Trial, preset: TunePreset, folder: Path, data_dir: s
     reporter = EpochReporter(trial, run_dir / "history.csv")
     cfg = trial_config(preset, params, folder, run_id, data_dir)
     try:
+        from .train import train  # the training loop only where a trial runs (the CLI's --help does not)
+
         train(cfg, resume=resume and (run_dir / "config.json").is_file(), progress=False, on_step=reporter)
     except optuna.TrialPruned:
         _drop_checkpoints(run_dir, keep_checkpoints)
@@ -282,6 +283,8 @@ def optimize(folder: Path, preset_name: str, trials: int, timeout_s: float = 0.0
     todo = trials - finished(study)
     if todo <= 0:
         return finished(study)
+    from .train import TrainingDiverged
+
     preset = get_preset(preset_name)
     study.optimize(lambda t: objective(t, preset, folder, data_dir, keep_checkpoints), n_trials=todo,
                    timeout=timeout_s or None, catch=(TrainingDiverged,),
