@@ -148,7 +148,9 @@ def build_optimizer(cfg, model: MultitaskBert, extra: list) -> AdamW:
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
     new = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
     groups = [{"params": enc, "lr": cfg.lr}] if enc else []
-    groups.append({"params": new + extra, "lr": cfg.head_lr})
+    groups.append({"params": new, "lr": cfg.head_lr})
+    if extra:  # a strategy's own weights (log-variances, GradNorm's w) are not decayed: decay would pull
+        groups.append({"params": extra, "lr": cfg.head_lr, "weight_decay": 0.0})  # them towards 0 (Kendall)
     return AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 

@@ -233,7 +233,7 @@ def gradvac_weights(gram: torch.Tensor, targets: torch.Tensor, order: list[list[
             dot = float(a @ gram[:, j])
             phi = max(-1.0, min(1.0, dot / (gi2 * gj2) ** 0.5))  # rounding: |cos| can exceed 1 (opposite pairs)
             phi_t = float(targets[i, j])
-            if phi < phi_t:
+            if phi < phi_t < 1.0:  # a target of exactly 1 (identical gradients so far) has no finite step
                 coef = gi2 ** 0.5 * (phi_t * (1 - phi * phi) ** 0.5 - phi * (1 - phi_t * phi_t) ** 0.5) / (
                     gj2 ** 0.5 * (1 - phi_t * phi_t) ** 0.5)
                 a[j] += coef

@@ -544,3 +544,26 @@ def test_explorer_draws_weights_where_the_registry_says_the_strategy_reweights(m
 
     monkeypatch.setitem(strategies.STRATEGIES, "surgery", Surgery)
     assert explorer._weights({**row, "strategy": "surgery"}) is None
+
+
+def test_gradvac_with_a_target_cosine_of_one_skips_the_pair_instead_of_dividing_by_zero():
+    """After long runs of identical gradients a target cosine can reach exactly 1: no finite step exists."""
+    from minbert_core.gram_methods import gradvac_weights
+
+    G = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)  # cosine 0.6 < target 1
+    w, altered, _ = gradvac_weights(G @ G.T, torch.ones(2, 2, dtype=torch.float64), [[1], [0]])
+    assert torch.isfinite(w).all() and not altered.any()
+
+
+def test_a_strategys_own_weights_are_not_weight_decayed(tiny_checkpoint):
+    """Uncertainty weighting's log-variances (and GradNorm's w) sit in an AdamW group without decay."""
+    from minbert_core.build import build_optimizer
+    from minbert_core.multitask import MultitaskBert, load_encoder
+    from minbert_core.train_config import TrainConfig
+
+    model = MultitaskBert(load_encoder(str(tiny_checkpoint)), ("sst", "para", "sts"))
+    extra = [torch.nn.Parameter(torch.zeros(3))]
+    opt = build_optimizer(TrainConfig(weight_decay=0.1), model, extra)
+    (group,) = [g for g in opt.param_groups if any(p is extra[0] for p in g["params"])]
+    assert group["weight_decay"] == 0.0 and len(group["params"]) == 1
+    assert all(g["weight_decay"] == 0.1 for g in opt.param_groups if g is not group)
