@@ -68,7 +68,7 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults, hidden: tuple[str, .
     `hidden` keys are accepted (so that using them gets a clear refusal) but not listed in --help."""
     import dataclasses
 
-    from .train_config import DEPRECATED_KEYS, TrainConfig
+    from .train_config import CONVERT_VALUES, DEPRECATED_KEYS, TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
         help_ = f.metadata.get("help", "")
@@ -87,7 +87,7 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults, hidden: tuple[str, .
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, default=None,
                        help=argparse.SUPPRESS if f.name in hidden else f"{help_} (default: {shown})")
     for old, new in DEPRECATED_KEYS.items():  # old flag names, for one release
-        p.add_argument(f"--{old.replace('_', '-')}", dest=new, type=type(getattr(defaults, new)),
+        p.add_argument(f"--{old.replace('_', '-')}", dest=new, type=CONVERT_VALUES.get(old, type(getattr(defaults, new))),
                        action=_Deprecated, help=f"deprecated: use --{new.replace('_', '-')}")
 
 

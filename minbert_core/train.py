@@ -19,6 +19,7 @@ from .build import build_model, build_optimizer, fit_inputs, load_run_data, reso
 from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
+from .precision import hardware_record, resolve_precision
 from .progress import ProgressLog
 from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
 from .run_folder import COMPLETE, new_run_dir, open_run_folder, run_label  # noqa: F401  (run_label: re-exported)
@@ -47,6 +48,7 @@ class Trainer:
         self.tensorboard: TensorBoardLog | None = None  # rank 0's event files (opened by run)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)  # auto: bf16 where the device has it
         self.strategy = get_strategy(cfg.gradient_strategy, seed=cfg.seed)
         self.train_tasks = cfg.train_tasks
         self.strategy.bind(self.train_tasks)
@@ -58,7 +60,7 @@ class Trainer:
         # a frozen encoder in eval mode is a fixed function: each example is encoded once
         self.features = FeatureSource(self.model, self.data, self.device,
                                       cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm,
-                                      cfg.eval_batch_size, cfg.bf16)
+                                      cfg.eval_batch_size, self.precision == "bf16")
         self.evaluator = Evaluator(self.model, self.data, self.features, cfg.tasks, cfg.eval_batch_size,
                                    on_rows=self._rows_progress)
         self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i, self.dist)
@@ -356,10 +358,11 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool 
     write_json(cfg_file, {
         "config": dataclasses.asdict(cfg),
         "resolved": {"lr": cfg.lr, "train_tasks": list(trainer.train_tasks),
-                     "steps_per_epoch": trainer.steps_per_epoch, "feature_cache": trainer.cached},
+                     "steps_per_epoch": trainer.steps_per_epoch, "feature_cache": trainer.cached,
+                     "precision": trainer.precision},
         "model": {"encoder": dataclasses.asdict(trainer.model.encoder.config), "parameters": params,
                   "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)},
-        "environment": {**environment(trainer.device), "world_size": dist.world},
+        "environment": {**environment(trainer.device), **hardware_record(trainer.device), "world_size": dist.world},
         "data": trainer.data_record,
     })
     metrics = trainer.run(resume=resume, on_step=on_step)

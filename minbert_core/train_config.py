@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from .config import override
+from .precision import PRECISIONS
 from .strategies import STRATEGIES, TRAINING_RULES
 from .tasks import get_task
 
@@ -77,7 +78,10 @@ class TrainConfig:
     time_budget_s: float = _f(0.0, "stop after the epoch in which training time passes this (0 = off)")
     cache_features: bool = _f(True, "pretrain mode without bi-LSTM: encode each example once")
     device: str = _f("auto", "auto (cuda if present), cpu, cuda, cuda:1 ...")
-    bf16: bool = _f(False, "bf16 autocast (CUDA; also on CPUs, where torch supports it)")
+    precision: str = _f("fp32",
+        "fp32 | bf16 (bf16 autocast: weights and optimizer state stay fp32) | auto (bf16 where the device "
+        "multiplies bf16 natively: CUDA with bf16, a CPU with AMX or AVX512-BF16; else fp32). fp32 is the "
+        "default until the study's bf16-against-fp32 check is run (BENCHMARKS.md)")
     runs_dir: str = _f("runs", "parent folder of run folders")
     run_id: str = _f("", "run folder name ("" = <time>-<strategy>-<tasks>)")
     data_dir: str = _f("", "data folder ("" = $MINBERT_DATA or ./data)")
@@ -101,7 +105,7 @@ class TrainConfig:
             raise ValueError(f"encoder_dropout must be -1 (the checkpoint's) or in [0, 1); got {self.encoder_dropout!r}")
         choices = {"mode": ("pretrain", "finetune"), "strategy": TRAINING_RULES + tuple(STRATEGIES),
                    "pair_encoding": ("cross", "bi"), "pooling": ("cls", "mean"),
-                   "epoch_rule": ("smallest", "largest", "fixed")}
+                   "epoch_rule": ("smallest", "largest", "fixed"), "precision": PRECISIONS}
         for key, ok in choices.items():
             if getattr(self, key) not in ok:
                 raise ValueError(f"{key} must be one of {', '.join(ok)}; got {getattr(self, key)!r}")
@@ -167,7 +171,9 @@ class TrainConfig:
 
 # Renamed keys, read under their old names for one release: hidden_dropout was the head dropout, easily
 # taken for BERT's own hidden_dropout_prob (encoder_dropout sets that one)
-DEPRECATED_KEYS = {"hidden_dropout": "head_dropout"}
+DEPRECATED_KEYS = {"hidden_dropout": "head_dropout", "bf16": "precision"}
+# old keys whose values change form under the new name: bf16 (a boolean) became precision (a name)
+CONVERT_VALUES = {"bf16": lambda v: "bf16" if _coerce("bf16", "bool", v) else "fp32"}
 
 
 def migrate_keys(d: dict, where: str, warn: bool = True) -> dict:
@@ -180,6 +186,8 @@ def migrate_keys(d: dict, where: str, warn: bool = True) -> dict:
         if old not in out:
             continue
         v = out.pop(old)
+        if old in CONVERT_VALUES:
+            v = CONVERT_VALUES[old](v)
         if new in out and out[new] != v:
             raise ValueError(f"{where}: both {old}={v!r} and {new}={out[new]!r}; {old} is the old name of {new}")
         out.setdefault(new, v)

@@ -22,7 +22,7 @@ class _Stop(Exception):
 
 
 def _cfg(a, out: Path, run_id: str, **kw) -> TrainConfig:
-    base = dict(checkpoint=a.checkpoint, device=a.device, bf16=a.device == "cuda", pooling="cls",
+    base = dict(checkpoint=a.checkpoint, device=a.device, precision="bf16" if a.device == "cuda" else "fp32", pooling="cls",
                 pair_encoding="bi", loss_weights="", batch_size=a.batch, max_length=512, train_limit=a.rows,
                 eval_limit=64, epochs=1, telemetry_every=50, runs_dir=str(out / "runs"), run_id=run_id)
     return TrainConfig(**{**base, **kw})

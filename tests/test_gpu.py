@@ -55,7 +55,7 @@ def test_strategies_combine_the_same_on_cuda():
 def test_bf16_multitask_run_on_cuda(tmp_path, data_root):
     from minbert_core.train import TrainConfig, train
 
-    run = train(TrainConfig(checkpoint="random:mini", device="cuda", bf16=True, epochs=1, train_limit=64,
+    run = train(TrainConfig(checkpoint="random:mini", device="cuda", precision="bf16", epochs=1, train_limit=64,
                             eval_limit=64, batch_size=16, max_length=64, telemetry_every=2,
                             runs_dir=str(tmp_path), data_dir=str(data_root)))
     m = json.loads((run / "metrics.json").read_text())

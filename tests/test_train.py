@@ -324,7 +324,7 @@ def test_bf16_autocast_on_cpu(tmp_path, data_root):
         row = next(r for r in csv.DictReader((run / "history.csv").open()) if r["kind"] == "train")
         return [float(row[f"loss_{t}"]) for t in ("sst", "para", "sts")], _metrics(run)
 
-    bf, mb = first_losses(bf16=True, run_id="bf16")
+    bf, mb = first_losses(precision="bf16", run_id="bf16")
     fp, _ = first_losses(run_id="fp32")
     assert mb["status"] == "complete" and all(math.isfinite(x) for x in bf)
     assert bf != fp and bf == pytest.approx(fp, rel=3e-2)  # bf16 arithmetic: close, not equal

@@ -53,14 +53,11 @@ def training_flops(cfg, B: int, T: int) -> float:
 
 
 def _machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import transformers
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+    from ..precision import cpu_flags, device_name
+
+    return {"cpu": device_name(torch.device("cpu")), "cpu_bf16_flags": cpu_flags(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "platform": platform.platform(),
             "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
 
