@@ -332,9 +332,9 @@ def mechanism(points: pd.DataFrame) -> plt.Figure:
     Points whose summed-loss run did not learn every task are ringed (a hollow circle, in the legend).
     """
     style()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
-    xs = {"dominance": "largest task's share of the summed\ngradient norms (sum run, median over steps)",
-          "conflict_rate": "share of steps with a negative\ntask-gradient cosine (sum run, every pair)"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    xs = {"dominance": "largest task's share of the\nsummed gradient norms\n(sum run, median over steps)",
+          "conflict_rate": "share of steps with a negative\ntask-gradient cosine\n(sum run, every pair)"}
     hollow = points[~points["ref_learned"].astype(bool)] if len(points) else points
     for ax, (col, label) in zip(axes, xs.items()):
         sns.scatterplot(data=points, x=col, y="gain", hue="condition", style="strategy", ax=ax, s=60,
