@@ -214,6 +214,11 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         run_race(a.out, checkpoint=a.checkpoint, budget=a.race_budget)
         return 0
+    if a.only:
+        from .bench import run_parts
+
+        run_parts([p for p in a.only.split(",") if p], a.out, checkpoint=a.checkpoint, steps=a.steps)
+        return 0
     run_all(a.out, checkpoint=a.checkpoint, steps=a.steps, study_jobs=a.study_jobs or None)
     return 0
 
@@ -232,6 +237,10 @@ def _add_bench_parser(sub) -> None:
     bp.add_argument("--race-budget", type=float, default=1.5,
                     help="with --race: the multi-task model's training-time cap, in multiples of the three "
                          "models' total (default: 1.5)")
+    bp.add_argument("--only", default="", metavar="PARTS",
+                    help="re-measure only these comma-separated parts (model, attempts, optimizer, dropout, "
+                         "multitask, strategies, bucketing, utilisation, profile, ddp) and keep the rest of "
+                         "BENCHMARKS.json; the header dates each re-measured part")
     bp.add_argument("--render-only", action="store_true",
                     help="measure nothing: rewrite --out from its JSON and the committed GPU records (gpu_check.json)")
     bp.set_defaults(fn=_cmd_bench)

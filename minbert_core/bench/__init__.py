@@ -19,7 +19,7 @@ from .ddp import bench_ddp
 from .study_jobs import bench_study_jobs
 from .render import render
 
-__all__ = ["alternate", "gpu_records", "rerender", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["PARTS", "run_parts", "alternate", "gpu_records", "rerender", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -94,6 +94,48 @@ def rerender(out: str | Path = "BENCHMARKS.md") -> None:
     print(f"wrote {out} and {raw} (nothing measured)")
 
 
+# the parts of `minbert bench` that --only can re-measure alone, each with its progress line and its measurement
+PARTS = {
+    "model": ("training step and evaluation, ours vs transformers", lambda c, s, r: bench_model(c, steps=s)),
+    "attempts": ("attempts: fused QKV, torch.compile of the encoder", lambda c, s, r: bench_attempts(c, steps=s)),
+    "optimizer": ("optimizer", lambda c, s, r: bench_optimizer(checkpoint=c)),
+    "dropout": ("dropout", lambda c, s, r: bench_dropout()),
+    "multitask": ("multi-task step: sum, pcgrad, naive pcgrad", lambda c, s, r: bench_multitask(c, steps=s)),
+    "strategies": ("every gradient strategy against the summed loss", lambda c, s, r: bench_strategies(c, steps=s)),
+    "bucketing": ("length bucketing on SST train", lambda c, s, r: bench_bucketing(c)),
+    "utilisation": ("utilisation (needs the model part's times)", lambda c, s, r: bench_utilisation(r["model"], c)),
+    "profile": ("profile of one training step", lambda c, s, r: bench_profile(c)),
+    "ddp": ("the 2-process multi-task step (gloo)", lambda c, s, r: bench_ddp(c, steps=s)),
+}
+
+
+def run_parts(parts: list[str], out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6",
+              steps: int = 10) -> dict:
+    """Re-measure only `parts` (names in PARTS), e.g. those fed by code that moved, and rewrite BENCHMARKS.md;
+    every other section keeps its last measurement from BENCHMARKS.json. Each re-measured part is dated, with
+    the machine, in the header. Ratios stay within one part's run, as always.
+
+    Raises ValueError naming an unknown part; FileNotFoundError without a BENCHMARKS.json to add to."""
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise ValueError(f"--only: unknown part(s) {', '.join(bad)}; known: {', '.join(PARTS)}")
+    out = Path(out)
+    raw = out.with_suffix(".json")
+    if not raw.is_file():
+        raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first (--only re-measures parts of it)")
+    res = json.loads(raw.read_text())
+    machine = _machine()
+    for i, part in enumerate(parts, 1):
+        print(f"{i}/{len(parts)} {PARTS[part][0]} ...", flush=True)
+        res[part] = PARTS[part][1](checkpoint, steps, res)
+        res.setdefault("remeasured", {})[part] = {"date_utc": machine["date_utc"], "cpu": machine["cpu"],
+                                                  "torch_threads": machine["torch_threads"]}
+    atomic_write_text(raw, json.dumps(res, indent=2, default=str))
+    atomic_write_text(out, render(res))
+    print(f"wrote {out} and {raw} (re-measured: {', '.join(parts)})")
+    return res
+
+
 def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", steps: int = 10,
             study_jobs: str | None = "smoke") -> dict:
     """Every benchmark, then BENCHMARKS.md (and the raw numbers beside it as JSON)."""
@@ -103,7 +145,7 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     if not sst.is_file():  # needed by the bucketing part; fail before minutes of measuring, not after
         raise FileNotFoundError(f"{sst}: the bucketing benchmark reads SST train; set MINBERT_DATA or run "
                                 "`minbert data fetch`")
-    res: dict = {"machine": _machine(), "checkpoint": checkpoint}
+    res: dict = {"machine": _machine(), "checkpoint": checkpoint}  # a full run: no part is "re-measured"
     say = lambda s: print(s, flush=True)  # noqa: E731
     say("1/6 training step and evaluation, ours vs transformers ...")
     res["model"] = bench_model(checkpoint, steps=steps)
