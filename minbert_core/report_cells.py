@@ -16,7 +16,7 @@ Cell = tuple[dict, RunRecord]  # (the run's plan entry in study.json, its record
 # Config fields that do not change what a run computes: runs that differ only in these (and the seed)
 # are replicates a cell may average. Any other difference splits the cell (variant_labels).
 NOT_A_SETTING = frozenset({"seed", "run_id", "runs_dir", "data_dir", "device", "checkpoint_every",
-                           "cache_features", "telemetry_every", "predict_test", "resume"})
+                           "cache_features", "telemetry_every", "predict_test", "resume", "keep_last"})
 
 
 def table_cells(study: dict, runs: dict[str, RunRecord], table: int) -> list[Cell]:

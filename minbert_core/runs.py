@@ -3,6 +3,7 @@ read back, every damage found named by its file."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import io
 import json
@@ -205,10 +206,13 @@ class RunRecord:
 
     @property
     def cfg(self) -> dict:
-        """The run's TrainConfig fields, renamed keys migrated (records from before a rename)."""
-        from .train_config import migrate_keys
+        """The run's TrainConfig fields: renamed keys migrated (records from before a rename), and fields
+        added since at their defaults (the run trained that way), so that an old record and a new one of the
+        same setting read alike."""
+        from .train_config import TrainConfig, migrate_keys
 
-        return migrate_keys(self.config["config"], str(self.path), warn=False)
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))  # JSON types, as config.json
+        return defaults | migrate_keys(self.config["config"], str(self.path), warn=False)
 
 
 @dataclass

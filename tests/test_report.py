@@ -407,3 +407,20 @@ def test_every_multitask_table_draws_its_seeds_dev_curves_and_differences(tmp_pa
 
     for f in figs.values():
         plt.close(f)
+
+
+def test_records_from_before_a_field_existed_share_a_cell_with_new_ones(tmp_path):
+    """A run recorded before `keep_last` and `precision` existed (the old boolean bf16 instead) and one recorded
+    after, same setting otherwise: one column of 3 seeds, not a column per record version."""
+    study = copy_study(tmp_path / "s")
+    for name, edit in (("t2-sum", lambda c: c.update(keep_last=False, precision="fp32")),
+                       ("t2-sum-seed100", lambda c: (c.pop("keep_last", None), c.pop("precision", None),
+                                                     c.update(bf16=False)))):
+        f = study / name / "config.json"
+        rec = json.loads(f.read_text())
+        edit(rec["config"])
+        f.write_text(json.dumps(rec))
+    md = tables(study)[2]
+    header = next(x for x in md.splitlines() if x.startswith("| | "))
+    assert "keep_last" not in header and "precision" not in header and "bf16" not in header
+    assert "| seeds | 3 | 3 | 3 |" in md
