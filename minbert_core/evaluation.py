@@ -19,10 +19,10 @@ class Evaluator:
 
     def __init__(self, model: MultitaskBert, data: dict[str, dict[str, TokenizedSplit]], features: FeatureSource,
                  tasks: tuple[str, ...], eval_batch_size: int,
-                 on_rows: Callable[[str, int, int], None] | None = None):
+                 on_rows: Callable[[str, str, int, int], None] | None = None):
         self.model, self.data, self.features, self.tasks = model, data, features, tasks
         self.eval_batch_size = eval_batch_size
-        self.on_rows = on_rows  # progress: (what, rows done, rows in all)
+        self.on_rows = on_rows  # progress: (task, split, rows done, rows in all)
         self.last_predictions: dict[str, torch.Tensor] = {}  # task -> the last evaluate()'s predictions
 
     @torch.no_grad()
@@ -40,7 +40,7 @@ class Evaluator:
             preds[idx] = spec.predict(out).float().cpu()
             done += len(idx)
             if self.on_rows is not None:
-                self.on_rows(f"predicting {task} {split}", done, len(ts))
+                self.on_rows(task, split, done, len(ts))
         return preds
 
     def evaluate(self, split: str = "dev") -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The one training loop: every experiment of the study (sentiment, multi-task, structure) runs here.
 
-Tasks, heads and gradient strategies are registry entries; nothing in the loop branches on them.
+Tasks, heads and gradient strategies are registry entries; nothing in the loop branches on them. The
+loop's side jobs (records, progress, checkpoints, stop rules) are hooks (train_hooks), called at its events.
 """
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn, Sequence
 
-import numpy as np
 import torch
 
 from .batching import TaskStream
@@ -19,33 +19,59 @@ from .build import build_model, build_optimizer, fit_inputs, load_run_data, reso
 from .distributed import Dist
 from .evaluation import Evaluator
 from .features import FeatureSource
+from .multitask import MultitaskBert
 from .precision import hardware_record, resolve_precision
-from .progress import ProgressLog
-from .run_state import TrainState, load_best, load_checkpoint, restore_rng, rng_state, save_best, seed_everything
+from .run_state import TrainState, load_best, seed_everything
 from .run_folder import COMPLETE, new_run_dir, open_run_folder, run_label  # noqa: F401  (run_label: re-exported)
-from .runs import atomic_torch_save, environment, write_csv, write_json
+from .runs import environment, write_json
 from .step import train_step
 from .strategies import NonFiniteLoss, get_strategy
 from .tasks import beats_trivial, get_task
-from .tracking import TensorBoardLog, open_tensorboard
 # the config lives in train_config; re-exported for notebooks and scripts that import it from here
 from .train_config import (DEPRECATED_KEYS, SMOKE, TrainConfig, migrate_keys, smoke_config,  # noqa: F401
                            task_values, valid_run_id)
+from .train_hooks import Hook, OnStep, StepInfo, default_hooks, last_checkpoint, resume_from
 
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss stopped the run; the last good checkpoint is kept."""
 
 
-class Trainer:
-    """Builds data, model, optimizer and strategy for a config, then runs (or resumes) it."""
+class TaskLoss:
+    """Builds each step's loss closures: a task's mean loss on its batch, times its loss weight and this
+    rank's share of the global batch (1 in a single process), so that summing gradients over ranks gives
+    the global mean's. It is the Trainer's `task_loss`; wrap it there to change or poison a task's loss."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None, dist: Dist | None = None):
+    def __init__(self, model: MultitaskBert, features: FeatureSource, weights: dict[str, float],
+                 device: torch.device):
+        self.model, self.features, self.weights, self.device = model, features, weights, device
+
+    def __call__(self, task: str, batch: dict[str, torch.Tensor], share: float = 1.0) -> Callable[[], torch.Tensor]:
+        """A closure giving `task`'s weighted scalar loss on `batch` (a TaskStream batch with 'labels')."""
+        spec, w = get_task(task), self.weights[task] * share
+
+        def fn() -> torch.Tensor:
+            with self.features.autocast():
+                out = self.model.heads[task](self.features(task, "train", batch))
+            loss = spec.loss(out.float(), batch["labels"].to(self.device))
+            return loss if w == 1.0 else w * loss
+        return fn
+
+
+class Trainer:
+    """Builds data, model, optimizer and strategy for a config, then runs (or resumes) it.
+
+    `hooks` (train_hooks.Hook) see every event of the loop after the default ones (records, progress,
+    checkpoints, stop rules); `task_loss` (a TaskLoss) builds each step's loss closures and may be wrapped.
+    """
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, progress: bool | None = None, dist: Dist | None = None,
+                 hooks: Sequence[Hook] = ()):
         self.cfg, self.run_dir, self.dist = cfg, run_dir, dist or Dist()
         self.main = self.dist.is_main  # only rank 0 evaluates, prints and writes
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.main
-        self.progress_log: ProgressLog | None = None  # plain progress lines where there is no bar (set by run)
-        self.tensorboard: TensorBoardLog | None = None  # rank 0's event files (opened by run)
+        self.hooks: list[Hook] = [*default_hooks(), *hooks]
+        self._active = self.hooks  # plus run()'s on_step while it runs
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)  # auto: bf16 where the device has it
@@ -61,8 +87,9 @@ class Trainer:
         self.features = FeatureSource(self.model, self.data, self.device,
                                       cfg.mode == "pretrain" and cfg.cache_features and not cfg.lstm,
                                       cfg.eval_batch_size, self.precision == "bf16")
+        self.task_loss = TaskLoss(self.model, self.features, self.weights, self.device)
         self.evaluator = Evaluator(self.model, self.data, self.features, cfg.tasks, cfg.eval_batch_size,
-                                   on_rows=self._rows_progress)
+                                   on_rows=lambda *a: self._emit("on_rows", *a))
         self.streams = {t: TaskStream(self.data[t]["train"], cfg.batch_size, cfg.seed + i, self.dist)
                         for i, t in enumerate(self.train_tasks)}
         n = [len(s.sampler) for s in self.streams.values()]
@@ -78,138 +105,52 @@ class Trainer:
         """Whether heads read cached features (a frozen encoder without a bi-LSTM)."""
         return self.features.cached
 
-    def _loss_fn(self, task: str, batch: dict[str, torch.Tensor], share: float = 1.0) -> Callable[[], torch.Tensor]:
-        """The task's mean loss on this batch, times its loss weight and this rank's share of the global
-        batch (1 in a single process), so that summing gradients over ranks gives the global mean's."""
-        spec, w = get_task(task), self.weights[task] * share
-
-        def fn() -> torch.Tensor:
-            with self.features.autocast():
-                out = self.model.heads[task](self.features(task, "train", batch))
-            loss = spec.loss(out.float(), batch["labels"].to(self.device))
-            return loss if w == 1.0 else w * loss
-        return fn
-
-    # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, split: str = "dev") -> dict[str, float]:
         """Each task's metric on a labelled split, plus the overall score where defined."""
         return self.evaluator.evaluate(split)
 
-    def _rows_progress(self, what: str, done: int, total: int) -> None:
-        if self.progress_log is not None:
-            self.progress_log.rows(what, done, total)
-
-    # ---- checkpoints --------------------------------------------------------------------------
-    def _state(self, epoch: int, step_in_epoch: int, global_step: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "strategy": self.strategy.state_dict(),
-                "streams": {t: s.state_dict() for t, s in self.streams.items()},
-                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                **self.state.to_dict(),
-                # plain types only, so resuming loads with weights_only=True (no pickled code)
-                "rng": rng_state(), "world": 1}
-
-    def _checkpoint(self, epoch: int, step_in_epoch: int, global_step: int, last: Path) -> None:
-        """The resumable state to last.pt (rank 0), with every rank's RNG state when there are several."""
-        rngs = self.dist.gather_objects(rng_state()) if self.dist.enabled else None  # a collective: all ranks
-        if not self.main:
-            return
-        st = self._state(epoch, step_in_epoch, global_step)
-        if rngs is not None:
-            st.update(rng=rngs, world=self.dist.world)
-        atomic_torch_save(st, last)
-        self._save_records()
-
-    def _restore(self, st: dict) -> tuple[int, int, int]:
-        self.model.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.strategy.load_state_dict(st["strategy"])
-        for t, s in st["streams"].items():
-            self.streams[t].load_state_dict(s)
-        self.state = TrainState.from_dict(st)
-        if st.get("world", 1) != self.dist.world:
-            raise ValueError(f"{self.run_dir}: its checkpoint was written by a run on {st.get('world', 1)} "
-                             f"process(es); resume it with the same number (torchrun --nproc_per_node "
-                             f"{st.get('world', 1)}), not {self.dist.world}")
-        restore_rng(st["rng"][self.dist.rank] if isinstance(st["rng"], list) else st["rng"])
-        return st["epoch"], st["step_in_epoch"], st["global_step"]
-
-    def _save_records(self) -> None:
-        write_csv(self.run_dir / "history.csv", self.state.history)
-        if self.state.telemetry:
-            write_csv(self.run_dir / "telemetry.csv", self.state.telemetry)
-        if self.tensorboard is not None:
-            self.tensorboard.log(self.state.history, self.state.telemetry)
-
-    # ---- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict:
         """Train to the end (or from the last checkpoint), then write metrics and predictions.
 
         on_step(steps this call has run) is called after every step and its checkpoint (tests use it
         to stop a run mid-epoch)."""
-        cfg, last = self.cfg, self.run_dir / "checkpoints" / "last.pt"
-        epoch, step0, gstep = self._start(resume, last)
-        t_start, steps_now = time.perf_counter() - self.state.elapsed, 0
-        dev = None  # stays None only when resuming a run whose last epoch had already finished
+        self._active = [*self.hooks, *([OnStep(on_step)] if on_step is not None else [])]
+        epoch, step0, gstep = self._start(resume)
+        steps_now, dev = 0, None  # dev stays None only when resuming a run whose last epoch had already finished
         try:
-            for epoch in range(epoch, cfg.epochs):
+            for epoch in range(epoch, self.cfg.epochs):
                 self._train_mode()
-                bar = self._bar(epoch, step0)
+                self._emit("on_epoch_start", epoch, step0)
                 for step in range(step0, self.steps_per_epoch):
-                    gstep += 1
-                    self._step(epoch, gstep, bar, last)
-                    steps_now += 1
-                    if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0:
-                        self.state.elapsed = time.perf_counter() - t_start
-                        self._checkpoint(epoch, step + 1, gstep, last)
-                    if on_step is not None:
-                        on_step(steps_now)
-                if bar is not None:
-                    bar.close()
+                    gstep, steps_now = gstep + 1, steps_now + 1
+                    self._emit("on_step_end", self._step(epoch, step + 1, gstep, steps_now))
                 step0 = 0
-                dev = self._end_epoch(epoch, gstep)
-                self.state.elapsed = time.perf_counter() - t_start
-                self._checkpoint(epoch + 1, 0, gstep, last)
-                if self._stop_early(dev, epoch):
+                dev = self.evaluate("dev") if self.main else None  # the other ranks wait at the next collective
+                self._emit("on_epoch_end", epoch, dev, gstep)
+                if self._should_stop(epoch, dev):
                     break
         except KeyboardInterrupt:
-            self._say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is {last})")
+            self.say(f"interrupted at step {gstep}; continue with resume (the last checkpoint is "
+                     f"{last_checkpoint(self.run_dir)})")
             raise
-        self.state.elapsed = time.perf_counter() - t_start
+        self.note_elapsed()
         self.dist.barrier()  # every rank's last checkpoint contribution is in
-        if not self.main:
-            return {"status": "complete", "rank": self.dist.rank, "warnings": []}
-        return self._finish(dev if dev is not None else self.evaluate("dev"), gstep)
+        metrics = (_run_metrics(self, dev if dev is not None else self.evaluate("dev"), gstep) if self.main
+                   else {"status": "complete", "rank": self.dist.rank, "warnings": []})
+        self._emit("on_finish", metrics)
+        return metrics
 
-    def _stop_early(self, dev: dict | None, epoch: int) -> bool:
-        """target_overall reached, or time_budget_s spent, after this epoch: rank 0 decides for every rank."""
-        cfg = self.cfg
-        if not (cfg.target_overall or cfg.time_budget_s) or epoch + 1 >= cfg.epochs:
-            return False
-        why = ""
-        if self.main:
-            if cfg.target_overall and dev and dev.get("overall", float("-inf")) >= cfg.target_overall:
-                why = f"dev overall {dev['overall']:.4f} reached target_overall {cfg.target_overall:g}"
-            elif cfg.time_budget_s and self.state.train_time >= cfg.time_budget_s:
-                why = f"training time {self.state.train_time:.0f} s passed time_budget_s {cfg.time_budget_s:g}"
-        why = self.dist.broadcast_object(why)
-        if why:
-            self.stop_reason = f"stopped after epoch {epoch + 1} of {cfg.epochs}: {why}"
-            self._say(self.stop_reason)
-        return bool(why)
-
-    def _start(self, resume: bool, last: Path) -> tuple[int, int, int]:
+    def _start(self, resume: bool) -> tuple[int, int, int]:
         """Fresh records, or those of the last checkpoint; returns (epoch, step in epoch, global step)."""
-        self.state = TrainState()
+        self.state, self.stop_reason = TrainState(), ""
         self.best_dev_predictions: dict[tuple[str, str], torch.Tensor] = {}  # filled when an epoch is the best
         epoch = step0 = gstep = 0
+        last = last_checkpoint(self.run_dir)
         if resume and last.is_file():
-            epoch, step0, gstep = self._restore(load_checkpoint(last, self.device))
-            self._say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
-        if not self.progress and self.main:
-            self.progress_log = ProgressLog(self.cfg.epochs * self.steps_per_epoch, done_steps=gstep)
-        if self.main:
-            self.tensorboard = open_tensorboard(self.run_dir)
+            epoch, step0, gstep = resume_from(self, last)
+            self.say(f"resuming {self.run_dir.name} at epoch {epoch + 1}, step {gstep}")
+        self.t_start = time.perf_counter() - self.state.elapsed
+        self._emit("on_start", gstep)
         return epoch, step0, gstep
 
     def _train_mode(self) -> None:
@@ -217,111 +158,83 @@ class Trainer:
         if self.cfg.mode == "pretrain":
             self.model.encoder.eval()  # frozen: no dropout, so its features are fixed
 
-    def _step(self, epoch: int, gstep: int, bar, last: Path) -> None:
-        """One optimizer step on one batch of every trained task, and its records."""
+    def _step(self, epoch: int, step: int, gstep: int, steps_now: int) -> StepInfo:
+        """One optimizer step on one batch of every trained task; what it leaves for the hooks."""
         cfg, t0 = self.cfg, time.perf_counter()
         batches = {t: s.next() for t, s in self.streams.items()}
         shares = {t: len(b["index"]) / self.streams[t].last_global for t, b in batches.items()}
         record = cfg.telemetry_every > 0 and (gstep - 1) % cfg.telemetry_every == 0
-        loss_fns = {t: self._loss_fn(t, b, shares[t]) for t, b in batches.items()}
+        loss_fns = {t: self.task_loss(t, b, shares[t]) for t, b in batches.items()}
         try:
             out = train_step(self.strategy, loss_fns, self.shared, self.model, self.optimizer, self.dist, record)
         except NonFiniteLoss as e:
-            self._diverged(f"step {gstep - 1} (epoch {epoch + 1}), {e}", last)
-        res, raw = out.result, out.losses
+            self._diverged(f"step {gstep - 1} (epoch {epoch + 1}), {e}")
         dt = time.perf_counter() - t0
         n = sum(self.streams[t].last_global for t in batches)  # examples of the global batch
-        st = self.state
-        st.examples, st.train_time = st.examples + n, st.train_time + dt
-        losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in raw.items()}
-        self.state.history.append({"step": gstep, "epoch": epoch + 1, "kind": "train", "lr": cfg.lr,
-                             **{f"loss_{t}": v for t, v in losses.items()},  # unweighted
-                             "examples_per_s": n / dt})
-        self.state.telemetry += [{"step": gstep, "epoch": epoch + 1, "strategy": cfg.strategy, **r} for r in res.telemetry]
-        if self.progress_log is not None:
-            self.progress_log.step(gstep, epoch + 1, cfg.epochs, losses, n, dt)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({**{t: f"{v:.3f}" for t, v in res.losses.items()}, "ex/s": f"{n / dt:.0f}"})
+        losses = {t: v / self.weights[t] if self.weights[t] else v for t, v in out.losses.items()}
+        return StepInfo(epoch, step, gstep, steps_now, losses, out.result.losses, n, dt, out.result.telemetry)
 
-    def _end_epoch(self, epoch: int, gstep: int) -> dict | None:
-        """Rank 0 scores dev, keeps the best weights and prints the epoch's line; the other ranks
-        wait for it at their next collective."""
-        if not self.main:
-            return None
-        dev = self.evaluate("dev")
-        self.state.history.append({"step": gstep, "epoch": epoch + 1, "kind": "dev", **{f"dev_{k}": v for k, v in dev.items()}})
-        if Evaluator.selection_score(dev) > self.state.best["score"]:
-            self.state.best = {"score": Evaluator.selection_score(dev), "epoch": epoch + 1, "dev": dev}
-            # the best weights' dev predictions: the dev submission files need not predict them again
-            self.best_dev_predictions = {(t, "dev"): p for t, p in self.evaluator.last_predictions.items()}
-            save_best(self.model.state_dict(), self.run_dir / "checkpoints")
-        self._say(self._epoch_line(epoch, gstep, dev))
-        return dev
+    def _should_stop(self, epoch: int, dev: dict | None) -> bool:
+        """Whether a hook stops the run after this epoch (every rank gets the same answer)."""
+        why = next((w for h in self._active if (w := h.should_stop(self, epoch, dev))), "")
+        if why:
+            self.stop_reason = f"stopped after epoch {epoch + 1} of {self.cfg.epochs}: {why}"
+            self.say(self.stop_reason)
+        return bool(why)
 
-    def _finish(self, final_dev: dict, gstep: int) -> dict:
-        self.model.load_state_dict(load_best(self.run_dir / "checkpoints", self.device))
-        files = self.evaluator.write_predictions(self.run_dir, known=self.best_dev_predictions)
-        baselines = {t: {**beats_trivial(t, self.state.best["dev"][t], self.data[t]["dev"].labels.float()),
-                         "trained": t in self.train_tasks} for t in self.cfg.tasks}
-        for t, b in baselines.items():
-            if b["trained"] and not b["learned"]:
-                self.warnings.append(
-                    f"did not learn {t}: best dev {get_task(t).metric_name} {b['value']:.3f} does not beat the "
-                    f"{b['trivial']} baseline {b['baseline']:.3f} by its margin {b['margin']:.3f} "
-                    f"({b['rows']} dev rows)")
-        metrics = {
-            "status": "complete", "best_epoch": self.state.best["epoch"], "best_dev": self.state.best["dev"],
-            "baselines": baselines, "learned": all(b["learned"] for b in baselines.values() if b["trained"]),
-            "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in self.cfg.tasks},
-            "steps": gstep, "wall_time_s": self.state.elapsed, "train_time_s": self.state.train_time,
-            "train_examples_per_s": self.state.examples / self.state.train_time if self.state.train_time else None,
-            "predictions": files, "warnings": self.warnings, "stopped": self.stop_reason,
-        }
-        self._save_records()
-        write_json(self.run_dir / "metrics.json", metrics)
-        if self.tensorboard is not None:
-            self.tensorboard.close(dataclasses.asdict(self.cfg), metrics)
-        if not self.cfg.keep_last:  # only resuming needs it, and a finished run is not resumed
-            (self.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
-        return metrics
-
-    def _diverged(self, msg: str, last: Path) -> None:
+    def _diverged(self, msg: str) -> NoReturn:
+        last = last_checkpoint(self.run_dir)
         kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint was saved yet"
-        if self.main:
-            write_json(self.run_dir / "metrics.json", {"status": "diverged", "error": msg, "warnings": self.warnings})
-            self._save_records()
+        self._emit("on_finish", {"status": "diverged", "error": msg, "warnings": self.warnings})
         raise TrainingDiverged(f"non-finite loss at {msg}; run stopped ({kept})") from None
 
-    # ---- progress -----------------------------------------------------------------------------
-    def _bar(self, epoch: int, start: int):
-        if not self.progress:
-            return None
-        from tqdm.auto import tqdm
+    def _emit(self, event: str, *args) -> None:
+        for hook in self._active:
+            getattr(hook, event)(self, *args)
 
-        return tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                    leave=False, dynamic_ncols=True)
+    def note_elapsed(self) -> None:
+        """Record the run's wall time so far (a resumed run's earlier attempts included) in its state."""
+        self.state.elapsed = time.perf_counter() - self.t_start
 
-    def _epoch_line(self, epoch: int, gstep: int, dev: dict) -> str:
-        rows = [r for r in self.state.history if r["kind"] == "train" and r["epoch"] == epoch + 1]
-        loss = " ".join(f"{t}={np.mean([r[f'loss_{t}'] for r in rows]):.3f}" for t in self.train_tasks) if rows else ""
-        devs = " ".join(f"{k}={v:.3f}" for k, v in dev.items())
-        rate = self.state.examples / self.state.train_time if self.state.train_time else 0.0
-        return (f"epoch {epoch + 1}/{self.cfg.epochs} step {gstep} | train loss {loss} | dev {devs} | "
-                f"{rate:.0f} ex/s | {time.strftime('%H:%M:%S')}")
-
-    def _say(self, msg: str) -> None:
+    def say(self, msg: str) -> None:
+        """Print a line of the run's output (rank 0 only)."""
         if self.main:
             print(msg, flush=True)
 
 
+def _run_metrics(tr: Trainer, final_dev: dict, gstep: int) -> dict:
+    """Rank 0, after the loop: the best weights' prediction files, each task against its trivial baseline,
+    and the run's metrics (metrics.json)."""
+    tr.model.load_state_dict(load_best(tr.run_dir / "checkpoints", tr.device))
+    files = tr.evaluator.write_predictions(tr.run_dir, known=tr.best_dev_predictions)
+    best, st = tr.state.best, tr.state
+    baselines = {t: {**beats_trivial(t, best["dev"][t], tr.data[t]["dev"].labels.float()),
+                     "trained": t in tr.train_tasks} for t in tr.cfg.tasks}
+    for t, b in baselines.items():
+        if b["trained"] and not b["learned"]:
+            tr.warnings.append(
+                f"did not learn {t}: best dev {get_task(t).metric_name} {b['value']:.3f} does not beat the "
+                f"{b['trivial']} baseline {b['baseline']:.3f} by its margin {b['margin']:.3f} "
+                f"({b['rows']} dev rows)")
+    return {
+        "status": "complete", "best_epoch": best["epoch"], "best_dev": best["dev"],
+        "baselines": baselines, "learned": all(b["learned"] for b in baselines.values() if b["trained"]),
+        "final_dev": final_dev, "metric_names": {t: get_task(t).metric_name for t in tr.cfg.tasks},
+        "steps": gstep, "wall_time_s": st.elapsed, "train_time_s": st.train_time,
+        "train_examples_per_s": st.examples / st.train_time if st.train_time else None,
+        "predictions": files, "warnings": tr.warnings, "stopped": tr.stop_reason,
+    }
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          on_step: Callable[[int], None] | None = None, dist: Dist | None = None) -> Path:
+          on_step: Callable[[int], None] | None = None, dist: Dist | None = None,
+          hooks: Sequence[Hook] = ()) -> Path:
     """Run one experiment into runs_dir/run_id and return its folder.
 
     resume=True continues the run in runs_dir/run_id from its last checkpoint; its saved config
     must equal `cfg` (a differing key is an error naming it). `dist` (from `Dist.from_env()` under
     torchrun): this process is one rank of the run; rank 0 holds the folder and writes every record.
+    `hooks`: train_hooks.Hook objects that see the loop's events after the default ones.
     """
     dist = dist or Dist()
     if resume and not cfg.run_id:
@@ -335,7 +248,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             return run_dir
         if error:
             raise ValueError(error)
-        Trainer(cfg, run_dir, progress=False, dist=dist).run(resume=resume, on_step=on_step)
+        Trainer(cfg, run_dir, progress=False, dist=dist, hooks=hooks).run(resume=resume, on_step=on_step)
         return run_dir
     with contextlib.ExitStack() as stack:
         try:
@@ -347,13 +260,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         if done:
             print(f"{run_dir.name}: already complete (see its metrics.json); nothing to resume", flush=True)
             return run_dir
-        return _train_locked(cfg, run_dir, resume, progress, on_step, dist)
+        return _train_locked(cfg, run_dir, resume, progress, on_step, dist, hooks)
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool | None,
-                  on_step: Callable[[int], None] | None, dist: Dist) -> Path:
+                  on_step: Callable[[int], None] | None, dist: Dist, hooks: Sequence[Hook]) -> Path:
     cfg_file = run_dir / "config.json"
-    trainer = Trainer(cfg, run_dir, progress=progress, dist=dist)
+    trainer = Trainer(cfg, run_dir, progress=progress, dist=dist, hooks=hooks)
     params = sum(p.numel() for p in trainer.model.parameters())
     write_json(cfg_file, {
         "config": dataclasses.asdict(cfg),

@@ -15,6 +15,7 @@ import torch
 from minbert_core.cli import main
 from minbert_core.run_state import load_best
 from minbert_core.train import Trainer, TrainConfig, TrainingDiverged, train
+from minbert_core.train_hooks import Hook
 
 FAST = dict(checkpoint="random:tiny", epochs=2, train_limit=48, eval_limit=40, batch_size=8,
             lr_finetune=1e-3, telemetry_every=2, max_length=48)
@@ -152,25 +153,73 @@ def test_resume_refuses_a_changed_config(tmp_path, data_root):
         train(cfg)
 
 
-def test_non_finite_loss_stops_with_step_and_task(tmp_path, data_root, monkeypatch):
-    calls = collections.Counter()
-    orig = Trainer._loss_fn
+class PoisonLoss(Hook):
+    """Through the trainer's public loss seam (`task_loss`): `task`'s loss is NaN on its n-th step."""
 
-    def poisoned(self, task, batch, share=1.0):
-        fn = orig(self, task, batch, share)
-        calls[task] += 1
-        if task == "para" and calls[task] == 4:
-            return lambda: fn() * float("nan")
-        return fn
+    def __init__(self, task: str, n: int):
+        self.task, self.n, self.calls = task, n, collections.Counter()
 
-    monkeypatch.setattr(Trainer, "_loss_fn", poisoned)
+    def on_start(self, trainer, global_step):
+        losses = trainer.task_loss
+
+        def poisoned(task, batch, share=1.0):
+            fn = losses(task, batch, share)
+            self.calls[task] += 1
+            return (lambda: fn() * float("nan")) if task == self.task and self.calls[task] == self.n else fn
+        trainer.task_loss = poisoned
+
+
+def test_non_finite_loss_stops_with_step_and_task(tmp_path, data_root):
     cfg = _cfg(tmp_path, data_root, checkpoint_every=2, run_id="nan")
     with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1\), task 'para': loss is nan.*last good checkpoint kept"):
-        train(cfg)
+        train(cfg, hooks=[PoisonLoss("para", 4)])
     run = tmp_path / "runs" / "nan"
     st = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert st["global_step"] == 2  # the good checkpoint before the bad step
     assert _metrics(run)["status"] == "diverged"
+
+
+class EventLog(Hook):
+    """Records the events a run sends its hooks, and stops it after epoch `stop_after` (0-based)."""
+
+    def __init__(self, stop_after: int):
+        self.stop_after, self.events = stop_after, []
+
+    def on_start(self, trainer, global_step):
+        self.events.append(("start", global_step))
+
+    def on_epoch_start(self, trainer, epoch, step):
+        self.events.append(("epoch_start", epoch, step))
+
+    def on_step_end(self, trainer, info):
+        # the checkpoint hook ran before this one: last.pt holds this step when one was due
+        saved = torch.load(trainer.run_dir / "checkpoints" / "last.pt", weights_only=True)["global_step"]
+        self.events.append(("step", info.epoch, info.step, info.global_step, saved, sorted(info.losses)))
+
+    def on_epoch_end(self, trainer, epoch, dev, global_step):
+        self.events.append(("epoch_end", epoch, global_step, sorted(dev)))
+
+    def should_stop(self, trainer, epoch, dev):
+        return "the test's hook says so" if epoch == self.stop_after else ""
+
+    def on_finish(self, trainer, metrics):
+        self.events.append(("finish", metrics["status"], metrics["steps"]))
+
+
+def test_hooks_see_the_loops_events_in_order_and_may_stop_it(tmp_path, data_root):
+    """A hook passed to train() sees start, each epoch and step (after the step's checkpoint), each epoch's
+    dev scores and the end; its should_stop ends the run after that epoch."""
+    log = EventLog(stop_after=1)
+    run = train(_cfg(tmp_path, data_root, tasks=("sst", "sts"), strategy="sum", epochs=3, epoch_rule="fixed",
+                     steps_per_epoch=2, checkpoint_every=1, telemetry_every=0), hooks=[log])
+    tasks, dev = ["sst", "sts"], ["sst", "sts"]
+    assert log.events == [
+        ("start", 0),
+        ("epoch_start", 0, 0), ("step", 0, 1, 1, 1, tasks), ("step", 0, 2, 2, 2, tasks), ("epoch_end", 0, 2, dev),
+        ("epoch_start", 1, 0), ("step", 1, 1, 3, 3, tasks), ("step", 1, 2, 4, 4, tasks), ("epoch_end", 1, 4, dev),
+        ("finish", "complete", 4)]
+    m = _metrics(run)
+    assert m["steps"] == 4 and m["stopped"] == "stopped after epoch 2 of 3: the test's hook says so"
 
 
 def test_epoch_rules(tmp_path, data_root):
@@ -230,12 +279,13 @@ def test_every_config_flag_prints_its_reason_in_help(cmd, capsys):
 
 
 def test_config_readers_do_not_import_the_training_loop():
-    """The CLI, the plan, the study and the report read TrainConfig from train_config, not train."""
+    """The CLI, the plan, the study and the report read TrainConfig from train_config, not train; the
+    training hooks, which train imports, do not import it back."""
     import subprocess
     import sys
 
     code = ("import sys, minbert_core.cli, minbert_core.plan, minbert_core.study, minbert_core.report, "
-            "minbert_core.run_folder; from minbert_core.cli import build_parser; build_parser(); "
+            "minbert_core.run_folder, minbert_core.train_hooks; from minbert_core.cli import build_parser; build_parser(); "
             "print('minbert_core.train' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -291,10 +341,10 @@ def test_loss_weights_scale_the_task_loss(tmp_path, data_root):
     batch = tr.streams["sts"].next()
     tr.model.eval()
     torch.manual_seed(0)
-    weighted = tr._loss_fn("sts", batch)()
+    weighted = tr.task_loss("sts", batch)()
     plain = Trainer(_cfg(tmp_path, data_root, strategy="sum", epochs=1, telemetry_every=0), tmp_path / "p")
     plain.model.eval()
-    assert weighted.item() == pytest.approx(0.5 * plain._loss_fn("sts", batch)().item(), rel=1e-5)
+    assert weighted.item() == pytest.approx(0.5 * plain.task_loss("sts", batch)().item(), rel=1e-5)
     for bad in ("sts", "qqp=1", "sts=x", "sts=-1"):
         with pytest.raises(ValueError, match="loss_weights"):
             _cfg(tmp_path, data_root, loss_weights=bad)
@@ -391,6 +441,17 @@ def test_a_run_saved_before_a_config_field_existed_resumes(tmp_path, data_root):
     assert _metrics(train(cfg, resume=True))["status"] == "complete"
 
 
+class CountPredictions(Hook):
+    """Counts finished prediction passes per split (a pass ends when its last rows are predicted)."""
+
+    def __init__(self):
+        self.calls = collections.Counter()
+
+    def on_rows(self, trainer, task, split, done, rows):
+        if done == rows:
+            self.calls[split] += 1
+
+
 def test_dev_files_reuse_the_best_epochs_predictions_and_test_files_can_be_skipped(tmp_path, data_root):
     """The dev submission files come from the best epoch's own dev pass (not a second prediction);
     they equal what the saved best weights predict. predict_test=False writes dev files only."""
@@ -398,18 +459,11 @@ def test_dev_files_reuse_the_best_epochs_predictions_and_test_files_can_be_skipp
     from minbert_core.evaluation import Evaluator
 
     cfg = _cfg(tmp_path, data_root, strategy="sum", run_id="nt", predict_test=False, epochs=3)
-    trainer = Trainer(cfg, tmp_path / "runs" / "nt", progress=False)
-    calls = collections.Counter()
-    predict = trainer.evaluator.predict
-
-    def counting(task, split):
-        calls[split] += 1
-        return predict(task, split)
-
-    trainer.evaluator.predict = counting
+    passes = CountPredictions()
+    trainer = Trainer(cfg, tmp_path / "runs" / "nt", progress=False, hooks=[passes])
     trainer.run()
     run = trainer.run_dir
-    assert calls == {"dev": 3 * 3}  # one dev pass per epoch and task; none for the files, no test split
+    assert passes.calls == {"dev": 3 * 3}  # one dev pass per epoch and task; none for the files, no test split
     assert sorted(p.name for p in (run / "predictions").iterdir()) == [
         "para-dev-output.csv", "sst-dev-output.csv", "sts-dev-output.csv"]
     assert all("test" not in splits for splits in trainer.data.values())  # not even read
