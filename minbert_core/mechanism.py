@@ -9,7 +9,6 @@ Both are measured on the summed-loss run of the same condition and seed, on the 
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np
@@ -99,19 +98,23 @@ def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum"
                                        "ref_learned"])
 
 
-def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
-    """Pearson r (and n) between a strategy's gain and each candidate predictor, over its points.
+ALPHA = 0.05  # a predictor counts where its correlation with the gain is significant at this level
 
-    |r| must exceed 2/sqrt(n - 1) (about 2 standard errors of r under no correlation) to count.
-    """
+
+def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
+    """Pearson r, its two-sided p-value (scipy.stats.pearsonr: the exact test of no correlation under
+    normality) and n, between a strategy's gain and each candidate predictor, over its points (one per
+    condition and seed). A predictor `predicts` the gain where n >= 3 and p < ALPHA; with fewer points, or
+    a predictor or gain that does not vary, r and p are nan and nothing predicts."""
+    from scipy.stats import pearsonr
+
     p = pts[pts["strategy"] == strategy]
     out = {}
     for col in ("dominance", "conflict_rate"):
         n = len(p)
         ok = n >= 3 and p[col].std() > 0 and p["gain"].std() > 0
-        r = float(np.corrcoef(p[col], p["gain"])[0, 1]) if ok else float("nan")
-        bound = 2.0 / math.sqrt(n - 1) if n > 1 else float("inf")
-        out[col] = {"r": r, "n": n, "bound": bound, "predicts": bool(ok and abs(r) > bound)}
+        r, pv = (float(v) for v in pearsonr(p[col], p["gain"])) if ok else (float("nan"), float("nan"))
+        out[col] = {"r": r, "p": pv, "n": n, "predicts": bool(ok and pv < ALPHA)}
     return out
 
 
@@ -138,9 +141,10 @@ def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: st
             out.append(f"{strategy}'s gain over {reference}: {s['dominance']['n']} point(s), too few to say which "
                        "explanation predicts it (3 needed)")
             continue
-        out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = "
-                   f"{s['dominance']['r']:.2f}, against its conflict rate: r = {s['conflict_rate']['r']:.2f} "
-                   f"(n = {s['dominance']['n']}; |r| must exceed {s['dominance']['bound']:.2f}): "
+        d, c = s["dominance"], s["conflict_rate"]
+        out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = {d['r']:.2f} "
+                   f"(p = {d['p']:.2g}), against its conflict rate: r = {c['r']:.2f} (p = {c['p']:.2g}); n = "
+                   f"{d['n']} points (condition x seed), a predictor counts at p < {ALPHA:g}: "
                    + (", ".join(k.replace('_', ' ') for k in ('dominance', 'conflict_rate') if s[k]['predicts'])
                       + " predicts it" if any(s[k]['predicts'] for k in s) else "neither predicts it"))
     return out

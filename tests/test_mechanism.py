@@ -2,6 +2,7 @@
 did-not-learn cells, computed from records and data files."""
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pandas as pd
@@ -89,3 +90,23 @@ def test_claims_of_the_committed_cpu_study_get_their_verdicts_from_the_records()
     assert got["Table 2: training on all three tasks (summed loss) lifts Quora and STS over SST-only"][
         "verdict"] == "reproduced"
     assert len(got) == 5
+
+
+def test_a_predictor_counts_only_where_its_correlation_is_significant():
+    """scipy's exact Pearson test: a clear linear relation over 6 points counts, a perfect one over 3 points
+    does not reach p < 0.05 unless it is exact, and a predictor that does not vary says nothing."""
+    from scipy.stats import pearsonr
+
+    def frame(dom, conf, gain):
+        return pd.DataFrame({"strategy": "PCGrad", "dominance": dom, "conflict_rate": conf, "gain": gain})
+
+    dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
+    conf = [0.4, 0.3, 0.45, 0.35, 0.42, 0.38]
+    s = mechanism.predictor_summary(frame(dom, conf, gain))
+    assert s["dominance"]["predicts"] and not s["conflict_rate"]["predicts"]
+    assert s["dominance"]["p"] == pytest.approx(pearsonr(dom, gain).pvalue)
+    few = mechanism.predictor_summary(frame(dom[:3], conf[:3], [0.0, 0.02, 0.01]))
+    assert few["dominance"]["n"] == 3 and few["dominance"]["p"] > 0.05 and not few["dominance"]["predicts"]
+    flat = mechanism.predictor_summary(frame([0.7] * 4, conf[:4], gain[:4]))
+    assert math.isnan(flat["dominance"]["r"]) and not flat["dominance"]["predicts"]
