@@ -395,6 +395,12 @@ TABLES: dict[int, TableSpec] = {
                         changes_from(None, lambda e, r: (e["column"], r.cfg.get("seed"))), mechanism_notes),
                  figures=(mechanism_figure, dev_curves_figure(True), differences_figure(True)),
                  needs=("row", "column")),
+    6: TableSpec("Table 6: bf16 autocast against fp32 (not in the paper)", metrics_layout,
+                 notes=(fixed_note("not in the paper: Table 2's summed loss and PCGrad at bf16 autocast (the profile's "
+                                   "`table6` block), each against the same column's fp32 runs from Table 2; a task "
+                                   "whose difference exceeds the seed spread means bf16 changes what the study "
+                                   "finds, and no profile may use it"),),
+                 figures=(differences_figure(),)),
 }
 
 

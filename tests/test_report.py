@@ -424,3 +424,48 @@ def test_records_from_before_a_field_existed_share_a_cell_with_new_ones(tmp_path
     header = next(x for x in md.splitlines() if x.startswith("| | "))
     assert "keep_last" not in header and "precision" not in header and "bf16" not in header
     assert "| seeds | 3 | 3 | 3 |" in md
+
+
+# --- Table 6: the precision check, Table 2's fp32 columns read again beside bf16 runs ------------------------
+
+def test_table6_sets_bf16_runs_beside_table2s_fp32_runs_against_the_seed_spread(tmp_path):
+    """Table 6's fp32 columns are Table 2's runs (same_as), its bf16 columns their own runs; each bf16 column is
+    compared with its fp32 one. Fabricated here from Table 2's records (bf16: SST 0.05 lower on one seed)."""
+    study = copy_study(tmp_path / "s")
+    plan = json.loads((study / "study.json").read_text())
+    entries = [{"name": "t6-sum-fp32", "table": 6, "column": "Sum fp32", "same_as": "t2-sum", "experiment": "t6-sum-fp32"}]
+    for suffix in ("", "-seed21111", "-seed100"):
+        src, name = study / f"t2-sum{suffix}", f"t6-sum-bf16{suffix}"
+        shutil.copytree(src, study / name)
+        cfg = json.loads((study / name / "config.json").read_text())
+        cfg["config"].pop("bf16", None)  # the records of Table 2 predate `precision`
+        cfg["config"].update(precision="bf16", predict_test=False, run_id=name)
+        (study / name / "config.json").write_text(json.dumps(cfg))
+        if not suffix:
+            set_best(study / name, "sst", repr(best(study, name, "sst") - 0.05))
+        entries.append({"name": name, "table": 6, "column": "Sum bf16", "compare_to": "t6-sum-fp32",
+                        "experiment": "t6-sum-bf16"})
+    plan["runs"] += entries
+    (study / "study.json").write_text(json.dumps(plan))
+    md = tables(study)[6]
+    header = next(x for x in md.splitlines() if x.startswith("| | "))
+    assert header.startswith("| | Sum fp32 | Sum bf16 |") and "precision" not in header
+    fp32 = [best(study, f"t2-sum{s}", "sst") for s in ("", "-seed21111", "-seed100")]
+    bf16 = [best(study, f"t6-sum-bf16{s}", "sst") for s in ("", "-seed21111", "-seed100")]
+    assert cell(md, "SST dev Acc.", 1) == f"{np.mean(fp32):.3f} ± {np.std(fp32, ddof=1):.3f}"
+    assert cell(md, "SST dev Acc.", 2) == f"{np.mean(bf16):.3f} ± {np.std(bf16, ddof=1):.3f}"
+    assert f"**Sum bf16** vs **Sum fp32**: sst {np.mean(bf16) - np.mean(fp32):+.3f}" in md
+    assert "| seeds | 3 | 3 |" in md
+
+
+def test_the_cpu_plan_runs_table6_at_table2s_setting_but_for_precision():
+    from minbert_core.study import expand, load_plan
+
+    runs = {r.name: r for r in expand(load_plan(), "cpu", Path("/nonexistent"))}
+    for strategy in ("sum", "pcgrad"):
+        fp32, bf16 = runs[f"t2-{strategy}-seed100"].params, runs[f"t6-{strategy}-bf16-seed100"].params
+        assert {k for k in fp32.keys() | bf16.keys() if fp32.get(k) != bf16.get(k)} == {"precision", "predict_test",
+                                                                                      "run_id"}
+        assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+        assert runs[f"t6-{strategy}-fp32"].same_as == f"t2-{strategy}"
+    assert not [r for r in expand(load_plan(), "smoke", Path("/nonexistent")) if r.table == 6]
