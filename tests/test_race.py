@@ -176,3 +176,21 @@ def test_race_section_judges_each_target_from_the_measured_times():
             "21111") in short
     assert "| (b) at (a) fp32's overall | 21111 | not reached in 150 s |" in short
 
+
+def test_race_run_writes_the_figure_beside_benchmarks_and_links_it(tmp_path, monkeypatch):
+    """`minbert bench --race --race-seeds 3`: the race's seeds reach race(), its record joins BENCHMARKS.json,
+    and figures/bench/race.png is written beside BENCHMARKS.md and linked from section 9."""
+    import minbert_core.bench.race as race_mod
+    from minbert_core.cli import main
+
+    old = json.loads((Path(__file__).parents[1] / "BENCHMARKS.json").read_text())  # the committed results
+    (tmp_path / "BENCHMARKS.json").write_text(json.dumps(old))
+    calls = []
+    monkeypatch.setattr(race_mod, "race", lambda *a, **kw: calls.append(kw) or _result([0.4, 0.5], [0.6, 0.6]))
+    assert main(["bench", "--out", str(tmp_path / "BENCHMARKS.md"), "--race", "--race-seeds", "2",
+                 "--race-precision", "bf16"]) == 0
+    assert calls[0]["seeds"] == 2 and calls[0]["precision"] == "bf16"
+    png = tmp_path / "figures" / "bench" / "race.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![time to accuracy](figures/bench/race.png)" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert json.loads((tmp_path / "BENCHMARKS.json").read_text())["race"]["figure"] == "figures/bench/race.png"
