@@ -120,7 +120,7 @@ def test_race_end_to_end_two_seeds_on_slices(tiny_checkpoint, one_thread):
     r = race(str(tiny_checkpoint), seeds=2, budget=1.0, eval_every=1, train_limit=16,
              dev_limits={"sst": 12, "sts": 12, "para": 12}, max_length=16, precision="fp32",
              multitask={"batch_size": 4, "epochs": 3}, say=lambda s: None)
-    assert r["seeds"] == [11711, 21111] and r["dev_rows"] == {t: {"selection": 6, "report": 6} for t in
+    assert r["hardware"]["device_name"] and r["seeds"] == [11711, 21111] and r["dev_rows"] == {t: {"selection": 6, "report": 6} for t in
                                                                ("sst", "sts", "para")}
     rows = [x["rows"] for p in ("fp32", "bf16") for a in r["a"][p] for x in a["runs"]]
     by_task = {x["task"]: x["rows"] for x in r["a"]["fp32"][0]["runs"]}
@@ -155,6 +155,7 @@ def _result(ratios32: list, ratios16: list) -> dict:
          for s, x, y in zip(seeds, ratios32, ratios16)]
     return {"format": 2, "date_utc": "2026-12-01 10:00", "checkpoint": "minilm-l6", "seeds": seeds, "budget": 1.5,
             "targets": {"fp32": 0.5, "bf16": 0.7}, "half_seed": 23,
+            "hardware": {"device_name": "Intel Xeon", "native_bf16": True},
             "dev_rows": {"sst": {"selection": 550, "report": 551}}, "a": a, "b": b,
             "settings": {"batch_size": 16, "lr_finetune": 5e-5, "lr_head": 1e-3, "loss_weights": "sts=0.5",
                          "steps_per_epoch": 50}}
@@ -164,7 +165,7 @@ def test_race_section_judges_each_target_from_the_measured_times():
     from minbert_core.bench.render import _race
 
     md = "\n".join(_race({"race": _result([0.40, 0.44, 0.42], [0.80, 0.90, 0.70])}))
-    assert "3 seeds: 11711, 21111, 100" in md
+    assert "3 seeds: 11711, 21111, 100" in md and "Run on Intel Xeon (with native bf16 matmul)." in md
     assert ("(b) against (a) fp32: target ≤ 0.5x (a)'s training time, mean over seeds: ✅ met: 0.42 ± 0.02x "
             "(per seed 11711: 0.40x, 21111: 0.44x, 100: 0.42x)") in md
     assert "(b) against (a) bf16: target ≤ 0.7x (a)'s training time, mean over seeds: ❌ missed: 0.80 ± 0.10x" in md

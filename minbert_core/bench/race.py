@@ -252,6 +252,7 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
     within `budget` x the slower (a) side's training time. `precision`: (b)'s (fp32 | bf16 | auto);
     `multitask`: TrainConfig fields overriding (b)'s settings. Returns the results BENCHMARKS.json keeps."""
     from ..build import resolve_device
+    from ..precision import hardware_record
 
     seed_list = race_seeds(seeds)  # a bad count fails before minutes of loading
     dev_limits = {"sst": 0, "sts": 0, "para": 5000} if dev_limits is None else dev_limits
@@ -272,6 +273,6 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
             f"{max(targets.values()):.4f}, within {cap:.0f} s of training ...")
         b.append(side_b(mt | {"time_budget_s": cap}, seed, halves, targets))
     return {"format": 2, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "checkpoint": checkpoint,
-            "seeds": seed_list, "budget": budget, "targets": TARGETS, "half_seed": HALF_SEED,
+            "hardware": hardware_record(dev), "seeds": seed_list, "budget": budget, "targets": TARGETS, "half_seed": HALF_SEED,
             "dev_rows": {t: {h: len(v[h]) for h in HALVES} for t, v in halves.items()},
             "settings": mt, "a": a, "b": b}

@@ -72,6 +72,14 @@ def verdict(r: dict, side: str) -> str:
             f"report-half overall there: (b) {mean_std(b_rep, '{:.4f}')} against (a)'s {mean_std(a_rep, '{:.4f}')}")
 
 
+def _hardware(r: dict) -> str:
+    """Where the race ran (the processor, and whether it multiplies bf16 natively), where it was recorded."""
+    hw = r.get("hardware")
+    if not hw:
+        return ""
+    return f" Run on {hw['device_name']} ({'with' if hw['native_bf16'] else 'without'} native bf16 matmul)."
+
+
 def race_section(r: dict) -> list[str]:
     """Section 9 for a race of several seeds: settings, the dev halves, the table, the targets, the figure."""
     s, rows = r["settings"], r["dev_rows"]
@@ -85,7 +93,7 @@ def race_section(r: dict) -> list[str]:
          f"{s['batch_size']} per task, lr {s['lr_finetune']:g} / heads {s['lr_head']:g}, loss weights "
          f"{s['loss_weights'] or 'none'}, dev scored every {s['steps_per_epoch']} steps until its selection-half "
          f"overall reaches both (a) sides' (seed i against seed i), within {r['budget']:g}x the slower (a) side's "
-         "training time. Training time only (evaluation is untimed on both sides).", "",
+         "training time. Training time only (evaluation is untimed on both sides)." + _hardware(r), "",
          f"Dev rows (selection / report half): {halves}; one seeded split (seed {r['half_seed']}) for every side "
          "and seed. The selection half picks each stopping point ((b)'s stop, (a)'s epoch for STS) and sets (b)'s "
          "target; every score below is on the report half. (a)'s time is its training time to the reported "
