@@ -212,7 +212,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.race:
         from .bench import run_race
 
-        run_race(a.out, checkpoint=a.checkpoint, budget=a.race_budget)
+        run_race(a.out, checkpoint=a.checkpoint, budget=a.race_budget, seeds=a.race_seeds,
+                 precision=a.race_precision)
         return 0
     if a.only:
         from .bench import run_parts
@@ -232,11 +233,18 @@ def _add_bench_parser(sub) -> None:
     bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
                     help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
     bp.add_argument("--race", action="store_true",
-                    help="only the time-to-accuracy race (tens of minutes on a 2-core CPU): three transformers "
-                         "single-task models against one minbert multi-task model; adds its section to --out")
+                    help="only the time-to-accuracy race (hours on a 2-core CPU at 3 seeds): three transformers "
+                         "single-task models (fp32, then bf16) against one minbert multi-task model, each choosing "
+                         "on one half of the dev rows and scored on the other; adds its section to --out and "
+                         "figures/bench/race.png beside it")
     bp.add_argument("--race-budget", type=float, default=1.5,
-                    help="with --race: the multi-task model's training-time cap, in multiples of the three "
-                         "models' total (default: 1.5)")
+                    help="with --race: the multi-task model's training-time cap, in multiples of the slower "
+                         "transformers side's total (default: 1.5)")
+    bp.add_argument("--race-seeds", type=int, default=3, metavar="N",
+                    help="with --race: seeds per side (default: 3; the study's 11711, 21111, 100 first)")
+    bp.add_argument("--race-precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="with --race: the multi-task model's precision (default: auto, bf16 where the device "
+                         "multiplies bf16 natively); the transformers side always runs both fp32 and bf16")
     bp.add_argument("--only", default="", metavar="PARTS",
                     help="re-measure only these comma-separated parts (model, attempts, optimizer, dropout, "
                          "multitask, strategies, bucketing, utilisation, profile, ddp) and keep the rest of "

@@ -375,3 +375,31 @@ def tune_figures(study, evaluator=None) -> dict[str, plt.Figure]:
             if complete >= (2 if name in ("contour", "parallel_coordinate") else 1):
                 figs[name] = np.asarray(plot(study)).flat[0].figure
     return figs
+
+
+def race_curves(race: dict) -> plt.Figure:
+    """`minbert bench --race` (format 2): report-half dev overall against cumulative training seconds, every
+    seed drawn. Side (b) a line per seed (one point per evaluation); side (a) fp32 and bf16 a point per seed
+    at its training time and overall (defined only once its three models exist), a dotted line at each
+    side's mean; an x where (b) first reached each (a) side's overall on the selection half."""
+    style()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = dict(zip(("b", "fp32", "bf16"), sns.color_palette("colorblind", 3)))
+    for i, b in enumerate(race["b"]):
+        ax.plot([p["train_time_s"] for p in b["curve"]], [p["report"]["overall"] for p in b["curve"]],
+                marker=".", lw=1.2, alpha=0.8, color=colors["b"],
+                label=f"(b) minbert multi-task, {b['precision']}" if i == 0 else None)
+    for side, mark in (("fp32", "o"), ("bf16", "s")):
+        hits = [h for b in race["b"] if (h := b["reached"].get(side))]
+        ax.scatter([h["time_s"] for h in hits], [h["report"]["overall"] for h in hits], marker="x", s=40, zorder=5,
+                   color=colors[side], label=f"(b) first reaches (a) {side}'s selection-half overall" if hits else None)
+        runs = race["a"][side]
+        ax.scatter([a["time_s"] for a in runs], [a["report"]["overall"] for a in runs], marker=mark,
+                   color=colors[side], label=f"(a) three transformers models, {side}", **SEED_MARK)
+        ax.axhline(float(np.mean([a["report"]["overall"] for a in runs])), color=colors[side], ls=":", lw=1)
+    ax.set_xlabel("cumulative training time, s")
+    ax.set_ylabel("dev overall, report half")
+    ax.set_title(f"Time to accuracy, seeds {', '.join(map(str, race['seeds']))} on every side")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small")  # below: no point hidden
+    fig.tight_layout()
+    return fig

@@ -19,7 +19,7 @@ from .ddp import bench_ddp
 from .study_jobs import bench_study_jobs
 from .render import render
 
-__all__ = ["PARTS", "run_parts", "alternate", "gpu_records", "rerender", "run_race", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
+__all__ = ["PARTS", "run_parts", "alternate", "gpu_records", "rerender", "run_race", "save_race_figure", "bench_attempts", "bench_ddp", "bench_study_jobs", "bench_bucketing", "bench_dropout", "bench_gpu", "bench_model", "bench_multitask",
            "bench_optimizer", "bench_profile", "bench_strategies", "bench_utilisation", "matmul_peak", "render", "run_all",
            "training_flops", "_machine", "_mmm", "_ratio", "_stats"]
 
@@ -63,9 +63,13 @@ def gpu_records(root: Path) -> dict:
     return out
 
 
-def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", budget: float = 1.5) -> dict:
-    """The race alone; its result joins the last `minbert bench` results (BENCHMARKS.json) and
-    BENCHMARKS.md is rewritten from them."""
+def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", budget: float = 1.5, seeds: int = 3,
+             precision: str = "auto", **kw) -> dict:
+    """The race alone (race.race, `seeds` seeds per side; kw: its other arguments); its result joins the last
+    `minbert bench` results (BENCHMARKS.json), its figure is saved as figures/bench/race.png beside `out`,
+    and BENCHMARKS.md is rewritten from them.
+
+    Raises FileNotFoundError without a BENCHMARKS.json to add to."""
     from .race import race
 
     out = Path(out)
@@ -73,11 +77,28 @@ def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", b
     if not raw.is_file():
         raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first (the race adds a section to it)")
     res = json.loads(raw.read_text())
-    res["race"] = race(checkpoint, budget=budget, say=lambda s: print(s, flush=True))
+    res["race"] = race(checkpoint, seeds=seeds, budget=budget, precision=precision,
+                       say=lambda s: print(s, flush=True), **kw)
+    res["race"]["figure"] = save_race_figure(res["race"], out.parent)
     atomic_write_text(raw, json.dumps(res, indent=2, default=str))
     atomic_write_text(out, render(res))
-    print(f"wrote {out} and {raw}")
+    print(f"wrote {out}, {raw} and {out.parent / res['race']['figure']}")
     return res["race"]
+
+
+def save_race_figure(race: dict, root: Path) -> str:
+    """The race's time-to-accuracy figure as root/figures/bench/race.png; returns its path relative to root
+    (what BENCHMARKS.md links)."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import race_curves
+
+    path = Path("figures") / "bench" / "race.png"
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    fig = race_curves(race)
+    fig.savefig(root / path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path.as_posix()
 
 
 def rerender(out: str | Path = "BENCHMARKS.md") -> None:

@@ -261,7 +261,12 @@ def _study_jobs(j: dict, res: dict) -> list[str]:
 
 @_optional("race")
 def _race(r: dict, res: dict) -> list[str]:
-    """Section 9: `minbert bench --race`, time to accuracy (its own run, with its own date)."""
+    """Section 9: `minbert bench --race`, time to accuracy (its own run, with its own date). A record of the
+    seeded race with dev halves (format 2) is drawn by race_render; the one-seed record before it as it was."""
+    if r.get("format", 1) >= 2:
+        from .race_render import race_section
+
+        return race_section(r)
     a, b = r["a"], r["b"]
     sc = lambda d: f"{d['sst']:.3f} / {d['para']:.3f} / {d['sts']:.3f} / {d['overall']:.4f}"  # noqa: E731
     L = ["", f"## 9. Time to accuracy (`minbert bench --race`, {r['date_utc']} UTC, `{r['checkpoint']}`)", "",
@@ -283,7 +288,9 @@ def _race(r: dict, res: dict) -> list[str]:
     if r.get("dev_curve"):
         L += ["- (b)'s dev overall by step: " + ", ".join(f"{c['step']}: {c['overall']:.3f}" for c in r["dev_curve"]
                                                         if "overall" in c)]
-    return L
+    return L + ["- old format: one seed, and (b) stopped on the same dev rows it is scored on. `minbert bench "
+                "--race` now runs 3 seeds per side, with (a) in fp32 and bf16, choosing on one half of the dev "
+                "rows and reporting on the other; its numbers replace these when it is run."]
 
 
 def render(res: dict) -> str:
