@@ -103,12 +103,14 @@ ALPHA = 0.05  # a predictor counts where its correlation with the gain is signif
 
 def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
     """Pearson r, its two-sided p-value (scipy.stats.pearsonr: the exact test of no correlation under
-    normality) and n, between a strategy's gain and each candidate predictor, over its points (one per
-    condition and seed). A predictor `predicts` the gain where n >= 3 and p < ALPHA; with fewer points, or
+    normality) and n, between a strategy's gain and each candidate predictor, over the conditions: each
+    condition's mean over its seeds. A condition, not a seed, is the unit: the predictors are properties of
+    a condition, and its seeds' points scatter along the gain axis at almost one x, so counting each seed
+    would overstate n. A predictor `predicts` the gain where n >= 3 conditions and p < ALPHA; with fewer, or
     a predictor or gain that does not vary, r and p are nan and nothing predicts."""
     from scipy.stats import pearsonr
 
-    p = pts[pts["strategy"] == strategy]
+    p = pts[pts["strategy"] == strategy].groupby("condition", sort=False)[["gain", "dominance", "conflict_rate"]].mean()
     out = {}
     for col in ("dominance", "conflict_rate"):
         n = len(p)
@@ -138,13 +140,13 @@ def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: st
     for strategy in dict.fromkeys(pts["strategy"]):
         s = predictor_summary(pts, strategy)
         if s["dominance"]["n"] < 3:
-            out.append(f"{strategy}'s gain over {reference}: {s['dominance']['n']} point(s), too few to say which "
-                       "explanation predicts it (3 needed)")
+            out.append(f"{strategy}'s gain over {reference}: {s['dominance']['n']} condition(s), too few to say "
+                       "which explanation predicts it (3 needed)")
             continue
         d, c = s["dominance"], s["conflict_rate"]
         out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = {d['r']:.2f} "
                    f"(p = {d['p']:.2g}), against its conflict rate: r = {c['r']:.2f} (p = {c['p']:.2g}); n = "
-                   f"{d['n']} points (condition x seed), a predictor counts at p < {ALPHA:g}: "
+                   f"{d['n']} conditions (each the mean over its seeds), a predictor counts at p < {ALPHA:g}: "
                    + (", ".join(k.replace('_', ' ') for k in ('dominance', 'conflict_rate') if s[k]['predicts'])
                       + " predicts it" if any(s[k]['predicts'] for k in s) else "neither predicts it"))
     return out

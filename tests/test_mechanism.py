@@ -63,7 +63,7 @@ def test_points_pair_each_strategy_with_the_sum_of_its_condition_and_seed():
     assert pts["gain"].tolist() == pytest.approx([0.05, -0.02])
     assert pts["ref_learned"].tolist() == [True, False]
     summary = mechanism.predictor_summary(pts)
-    assert summary["dominance"]["n"] == 2 and not summary["dominance"]["predicts"]  # too few points
+    assert summary["dominance"]["n"] == 1 and not summary["dominance"]["predicts"]  # one condition: too few
 
 
 def test_paper_cells_at_a_trivial_baseline_are_marked_from_the_dev_files(data_root):
@@ -97,8 +97,9 @@ def test_a_predictor_counts_only_where_its_correlation_is_significant():
     does not reach p < 0.05 unless it is exact, and a predictor that does not vary says nothing."""
     from scipy.stats import pearsonr
 
-    def frame(dom, conf, gain):
-        return pd.DataFrame({"strategy": "PCGrad", "dominance": dom, "conflict_rate": conf, "gain": gain})
+    def frame(dom, conf, gain, condition=None):
+        return pd.DataFrame({"strategy": "PCGrad", "condition": condition or [f"c{i}" for i in range(len(dom))],
+                             "dominance": dom, "conflict_rate": conf, "gain": gain})
 
     dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
@@ -110,3 +111,9 @@ def test_a_predictor_counts_only_where_its_correlation_is_significant():
     assert few["dominance"]["n"] == 3 and few["dominance"]["p"] > 0.05 and not few["dominance"]["predicts"]
     flat = mechanism.predictor_summary(frame([0.7] * 4, conf[:4], gain[:4]))
     assert math.isnan(flat["dominance"]["r"]) and not flat["dominance"]["predicts"]
+    # the unit is a condition: two seeds each of three conditions are three points, each the seeds' mean
+    seeds = frame([0.5, 0.52, 0.7, 0.72, 0.9, 0.92], conf, [0.0, 0.02, 0.02, 0.04, 0.04, 0.06],
+                  ["a", "a", "b", "b", "c", "c"])
+    s = mechanism.predictor_summary(seeds)
+    assert s["dominance"]["n"] == 3
+    assert s["dominance"]["r"] == pytest.approx(pearsonr([0.51, 0.71, 0.91], [0.01, 0.03, 0.05]).statistic)
