@@ -64,7 +64,7 @@ def _similarity(s: str) -> float:
 
 
 def _reversed_sentiment(s: str) -> int:
-    """An SST-5 label read backwards (y -> 4 - y): the positive control's task conflicts with SST by design."""
+    """An SST-5 label read backwards (y -> 4 - y): Table 5's sst_rev and sst_rev_tied tasks (see tasks.py)."""
     return 4 - _class_label(5)(s)
 
 
@@ -79,10 +79,11 @@ DATASETS: dict[str, DatasetSpec] = {
                         _class_label(2), test_optional=True),
     "sts": DatasetSpec({"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
                        ("sentence1", "sentence2"), "similarity", _similarity),
-    # Table 5's positive control: SST's own files and sentences, every label reversed
+    # Table 5's reversed SST (sst_rev, sst_rev_tied): SST's own files and sentences, every label reversed
     "sst_rev": DatasetSpec({"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv",
                             "test": "ids-sst-test-student.csv"}, ("sentence",), "sentiment", _reversed_sentiment),
 }
+DATASETS["sst_rev_tied"] = DATASETS["sst_rev"]  # the same rows; the task reads them through SST's head
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from torch import nn
 from .config import BertConfig
 from .heads import build_head
 from .model import BertModel
-from .tasks import get_task
+from .tasks import get_task, head_owners
 
 # Random-init encoders for fast tests and the smoke profile; they use the uncased BERT vocab.
 RANDOM_SHAPES = {
@@ -48,7 +48,10 @@ def masked_mean(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
 class MultitaskBert(nn.Module):
     """encoder -> [bi-LSTM] -> pooled sentence vector -> per-task head.
 
-    Shared parameters (what PCGrad operates on): the encoder and the bi-LSTM. Heads are per task.
+    Shared parameters (what PCGrad operates on): the encoder and the bi-LSTM. Heads are per task, except
+    that a task whose TaskSpec names `head_of` uses that task's head module (tied weights: one module under
+    both keys of `heads`, counted once by parameters(), saved under both keys by state_dict()); that head
+    gets the sum of both tasks' gradients, as every head gets its own tasks' without any combining.
     """
 
     def __init__(self, encoder: BertModel, tasks: Sequence[str], pair_encoding: str = "cross",
@@ -66,9 +69,12 @@ class MultitaskBert(nn.Module):
         self.lstm = nn.LSTM(C, C // 2, batch_first=True, bidirectional=True) if lstm else None
         self.dim = C // 2 * 2 if lstm else C
         self.heads = nn.ModuleDict()
-        for t in tasks:
+        owners = head_owners(tasks)  # a tied task without its owner among `tasks` is a ValueError here
+        for t in (t for t in tasks if owners[t] == t):  # own heads first, in task order (the same init RNG use)
             self.heads[t] = build_head(t, pair_encoding, self.dim, get_task(t).out_dim, task_layers,
                                        task_hidden, head_dropout)
+        for t in (t for t in tasks if owners[t] != t):  # tied: the owner's module itself under this key too
+            self.heads[t] = self.heads[owners[t]]
 
     @staticmethod
     def layer_group(name: str) -> str:

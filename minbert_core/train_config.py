@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .config import override
 from .precision import PRECISIONS
 from .strategies import STRATEGIES, TRAINING_RULES
-from .tasks import get_task
+from .tasks import get_task, head_owners
 
 
 def _f(default, help_: str):
@@ -112,10 +112,9 @@ class TrainConfig:
         if self.run_id and not valid_run_id(self.run_id):
             raise ValueError(f"run_id (--run-id) must be one folder name of letters, digits, '.', '_' or '-' "
                              f"inside runs_dir; got {self.run_id!r}")
-        for t in self.tasks:
-            get_task(t)
         if not self.tasks:
             raise ValueError("tasks is empty")
+        head_owners(self.tasks)  # every task known; a tied head's owner among the tasks
         if self.strategy == "single" and self.single_task not in self.tasks:
             raise ValueError(f"single_task {self.single_task!r} is not among tasks {self.tasks}")
         if self.epoch_rule == "fixed" and self.steps_per_epoch < 1:

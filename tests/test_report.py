@@ -255,7 +255,9 @@ def test_a_damaged_csv_line_is_an_error_naming_file_and_line(tmp_path, edit, mat
 # --- Table 5: strategies under conditions, one registry entry; fabricated from Table 4's records -------------
 
 CONDITIONS = [("Base", "base", {}), ("cls pooling", "cls", {"pooling": "cls"}),
-              ("positive control", "rev", {"tasks": ["sst", "para", "sts", "sst_rev"]}), ("lr 1e-5", "lr", {})]
+              ("positive control", "rev", {"tasks": ["sst", "para", "sts", "sst_rev"]}), ("lr 1e-5", "lr", {}),
+              ("tied control", "tied", {"tasks": ["sst", "para", "sts", "sst_rev_tied"]})]
+REVERSED = {"rev": "sst_rev", "tied": "sst_rev_tied"}  # a condition's fourth task, SST's labels reversed
 STRATEGIES = [("Sum", "sum"), ("PCGrad", "pcgrad"), ("IMTL-G", "imtl-g")]
 SEEDS = [("", 11711), ("-seed21111", 21111), ("-seed100", 100)]
 NOT_RUN = {"t5-cls-sum-seed100", "t5-cls-imtl-g", "t5-cls-imtl-g-seed21111", "t5-cls-imtl-g-seed100"}
@@ -263,7 +265,8 @@ NOT_RUN = {"t5-cls-sum-seed100", "t5-cls-imtl-g", "t5-cls-imtl-g-seed21111", "t5
 
 def _fabricate(src: Path, dest: Path, tag: str, change: dict) -> None:
     """A Table 5 run from a Table 4 one: its condition's setting in the config; cls pooling's PCGrad SST
-    0.1 lower; the positive control scores sst_rev as SST (one seed of PCGrad did not learn it)."""
+    0.1 lower; the positive controls score their reversed SST as SST (one seed of PCGrad did not learn
+    sst_rev; the tied control's reversed task scores 1 - SST)."""
     dest.mkdir()
     for f in RECORD_FILES:
         shutil.copy(src / f, dest / f)
@@ -273,9 +276,10 @@ def _fabricate(src: Path, dest: Path, tag: str, change: dict) -> None:
     m = json.loads((dest / "metrics.json").read_text())
     if dest.name.startswith("t5-cls-pcgrad"):
         m["best_dev"]["sst"] -= 0.1
-    if tag == "rev":
-        m["best_dev"]["sst_rev"], m["metric_names"]["sst_rev"] = m["best_dev"]["sst"], "acc"
-        m["baselines"]["sst_rev"] = dict(m["baselines"]["sst"], learned=dest.name != "t5-rev-pcgrad-seed100")
+    if tag in REVERSED:
+        rev, sst = REVERSED[tag], m["best_dev"]["sst"]
+        m["best_dev"][rev], m["metric_names"][rev] = (sst if tag == "rev" else 1 - sst), "acc"
+        m["baselines"][rev] = dict(m["baselines"]["sst"], learned=dest.name != "t5-rev-pcgrad-seed100")
     (dest / "metrics.json").write_text(json.dumps(m))
 
 
@@ -327,6 +331,14 @@ def test_table5_a_block_per_condition_with_seed_counts_and_differences(tmp_path)
     assert "'cls pooling' changes from Base: pooling mean → cls" in notes
     assert ("'positive control' changes from Base: tasks ['sst', 'para', 'sts'] → "
             "['sst', 'para', 'sts', 'sst_rev']") in notes
+    # the control on SST's own head: a block of its own, after the others, with its SST-rev (tied) row
+    tied, tied_label = _block(md, "tied control"), metric_label("sst_rev_tied")
+    assert tied_label == "SST-rev (tied) dev Acc." and "| | Sum | PCGrad | IMTL-G |" in tied
+    assert f"| {tied_label} |" in tied and f"| {tied_label} |" not in rev and f"| {label} |" not in tied
+    tied_sums = [1 - best(study, f"t5-tied-sum{s}", "sst") for s, _ in SEEDS]
+    assert cell(tied, tied_label, 1) == f"{np.mean(tied_sums):.3f} ± {np.std(tied_sums, ddof=1):.3f}"
+    assert ("'tied control' changes from Base: tasks ['sst', 'para', 'sts'] → "
+            "['sst', 'para', 'sts', 'sst_rev_tied']") in notes
     assert "missing (not complete): t5-cls-sum-seed100, t5-cls-imtl-g, t5-cls-imtl-g-seed21111" in notes
     summary = pd.read_csv(study / "report" / "tables" / "table5_summary.csv")
     assert summary.set_index(["condition", "metric", "column"]).loc[("cls pooling", "sst", "Sum"), "n"] == 2

@@ -165,3 +165,23 @@ def test_notebook_config_is_the_notebooks_parameters_as_a_trainconfig():
         notebook_config(ns, "03_structure", batch_size=8)
     with pytest.raises(ValueError, match="^batch_size must be int"):
         notebook_config({**ns, "batch_size": "many"}, "03_structure")
+
+
+def test_table5_positive_control_on_sst_head_is_planned_like_the_other_conditions(tmp_path):
+    """cpu's Table 5 gets the tied control: sum, PCGrad and IMTL-G at 3 seeds, compared with its sum, set up
+    exactly as the own-head control but for its fourth task; the profiles without Table 5 do not run it."""
+    plan = load_plan()
+    runs = {r.name: r for r in expand(plan, "cpu", tmp_path) if r.table == 5}
+    tied = {n: r for n, r in runs.items() if n.startswith("t5-control-tied-")}
+    assert sorted(tied) == sorted(f"t5-control-tied-{s}{seed}" for s in ("sum", "pcgrad", "imtl-g")
+                                  for seed in ("", "-seed21111", "-seed100"))
+    assert {r.row for r in tied.values()} == {"positive control: + SST reversed on SST's head"}
+    assert {r.compare_to for r in tied.values()} == {None, "t5-control-tied-sum"}
+    for name, r in tied.items():
+        own = runs[name.replace("t5-control-tied-", "t5-control-")].params
+        diff = {k for k in own if own[k] != r.params[k]}
+        assert diff == {"tasks", "run_id"} and r.params["tasks"] == "sst,para,sts,sst_rev_tied", (name, diff)
+    rows = list(dict.fromkeys(r.row for r in runs.values()))
+    assert rows[-1] == "positive control: + SST reversed on SST's head"  # after the existing conditions
+    for profile in ("smoke", "quick", "strategies", "full", "paper"):
+        assert not any(r.table == 5 for r in expand(plan, profile, tmp_path)), profile
