@@ -347,15 +347,16 @@ def test_table5_a_block_per_condition_with_seed_counts_and_differences(tmp_path)
 def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch, caplog):
     from minbert_core import report
 
+    new = max(report.TABLES) + 1  # a table number the registry does not know yet
     study = copy_study(tmp_path / "s")
     plan = json.loads((study / "study.json").read_text())
     for e in plan["runs"]:
-        e["table"] = 6
+        e["table"] = new
     (study / "study.json").write_text(json.dumps(plan))
-    assert tables(study) == {} and "table 6: no entry" in caplog.text
-    monkeypatch.setitem(report.TABLES, 6, report.TableSpec("Table 6: a new one", report.metrics_layout))
-    md = tables(study)[6]
-    assert md.startswith("**Table 6: a new one**") and "| seeds | 3 | 3 | 3 |" in md
+    assert tables(study) == {} and f"table {new}: no entry" in caplog.text
+    monkeypatch.setitem(report.TABLES, new, report.TableSpec(f"Table {new}: a new one", report.metrics_layout))
+    md = tables(study)[new]
+    assert md.startswith(f"**Table {new}: a new one**") and "| seeds | 3 | 3 | 3 |" in md
 
 
 def test_a_plan_entry_without_its_cell_is_an_error_naming_it(tmp_path):
