@@ -193,3 +193,20 @@ def test_only_remeasures_the_named_parts_and_keeps_the_rest(tmp_path, monkeypatc
     assert f"- PCGrad / sum, time: {bench._mmm(measured['time_ratio_pcgrad_vs_sum'])}" in md
     with pytest.raises(ValueError, match="unknown part.*speed.*known: model"):
         bench.run_parts(["speed"], out)
+
+
+def test_precision_part_times_both_models_in_both_precisions_and_renders(tiny_checkpoint):
+    """bench --only precision: four contenders alternating (ours and transformers, fp32 and bf16 autocast), each
+    against transformers fp32 and both measured matmul rates, in a section of BENCHMARKS.md."""
+    from minbert_core.bench.render import _precision
+
+    pr = bench.bench_precision(str(tiny_checkpoint), shapes=((2, 8),), steps=2, warmup=1)
+    row = pr["rows"][0]
+    assert set(row) == {"shape", "transformers fp32", "transformers bf16", "minBERT fp32", "minBERT bf16"}
+    for name in ("transformers bf16", "minBERT fp32", "minBERT bf16"):
+        c = row[name]
+        assert c["s"]["n"] == 2 and 0 < c["speed_vs_transformers_fp32"]["median"] < float("inf")
+        assert c["gflops"] > 0 and c["share_fp32_matmul"] > 0 and c["share_bf16_matmul"] > 0
+    md = "\n".join(_precision({"precision": pr}))
+    assert "## 1c. Precision" in md and md.count("| 2x8 |") == 4 and pr["hardware"]["device_name"] in md
+    assert bench._mmm(row["minBERT bf16"]["speed_vs_transformers_fp32"]) in md

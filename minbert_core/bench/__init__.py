@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
-                    bench_profile, bench_strategies, bench_utilisation)
+                    bench_precision, bench_profile, bench_strategies, bench_utilisation)
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
 from .attempts import bench_attempts
 from .ddp import bench_ddp
@@ -121,6 +121,8 @@ PARTS = {
     "attempts": ("attempts: fused QKV, torch.compile of the encoder", lambda c, s, r: bench_attempts(c, steps=s)),
     "optimizer": ("optimizer", lambda c, s, r: bench_optimizer(checkpoint=c)),
     "dropout": ("dropout", lambda c, s, r: bench_dropout()),
+    "precision": ("the training step in fp32 and bf16 autocast, ours and transformers",
+                  lambda c, s, r: bench_precision(c, steps=s)),
     "multitask": ("multi-task step: sum, pcgrad, naive pcgrad", lambda c, s, r: bench_multitask(c, steps=s)),
     "strategies": ("every gradient strategy against the summed loss", lambda c, s, r: bench_strategies(c, steps=s)),
     "bucketing": ("length bucketing on SST train", lambda c, s, r: bench_bucketing(c)),
@@ -172,6 +174,8 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     res["model"] = bench_model(checkpoint, steps=steps)
     say("    attempts: fused QKV, torch.compile of the encoder (compiles first: a minute or two) ...")
     res["attempts"] = bench_attempts(checkpoint, steps=steps)
+    say("    the training step in fp32 and bf16 autocast, ours and transformers ...")
+    res["precision"] = bench_precision(checkpoint, steps=steps)
     say("2/6 optimizer and dropout ...")
     res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
     res["dropout"] = bench_dropout()

@@ -89,6 +89,42 @@ def bench_model(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), ste
     return rows
 
 
+def bench_precision(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), steps: int = 8,
+                    warmup: int = 2, device: str = "cpu") -> dict:
+    """The training step (fwd + bwd + AdamW) of minBERT and transformers, each in fp32 and under bf16
+    autocast, four contenders alternating in one process; speeds against transformers fp32 (per round, then
+    summarised), and each contender's share of the measured fp32 and bf16 matmul rates (issue 23).
+
+    Returns {"rows": [{"shape", contender: {"s", "speed_vs_transformers_fp32", "gflops",
+    "share_fp32_matmul", "share_bf16_matmul"}}], "matmul_fp32": ..., "matmul_bf16": ...,
+    "hardware": precision.hardware_record}."""
+    from ..precision import hardware_record
+    from .harness import matmul_peak, training_flops
+
+    dev = torch.device(device)
+    ours, ref = _models(checkpoint, dev)
+    peaks = {"fp32": matmul_peak(1024, 8, torch.float32, device), "bf16": matmul_peak(1024, 8, torch.bfloat16, device)}
+    rows = []
+    for B, T in shapes:
+        batch = _batch(B, T, ours.config.vocab_size, dev)
+        (h0, o0), (h1, o1) = _head_and_opt(ours), _head_and_opt(ref)
+        ours.train(), ref.train()
+        steps_ = {"transformers fp32": _train_step(ref, h1, o1, batch, True),
+                  "transformers bf16": _train_step(ref, h1, o1, batch, True, autocast=True),
+                  "minBERT fp32": _train_step(ours, h0, o0, batch, False),
+                  "minBERT bf16": _train_step(ours, h0, o0, batch, False, autocast=True)}
+        t = alternate(steps_, steps, warmup)
+        flops = training_flops(ours.config, B, T)
+        row = {"shape": f"{B}x{T}"}
+        for name, times in t.items():
+            med = statistics.median(times)
+            row[name] = {"s": _stats(times), "speed_vs_transformers_fp32": _ratio(t["transformers fp32"], times),
+                         "gflops": flops / med / 1e9,
+                         **{f"share_{k}_matmul": flops / med / 1e9 / v["gflops"]["median"] for k, v in peaks.items()}}
+        rows.append(row)
+    return {"rows": rows, "matmul_fp32": peaks["fp32"], "matmul_bf16": peaks["bf16"], "hardware": hardware_record(dev)}
+
+
 def bench_dropout(shapes=((32, 12, 128, 128), (32, 128, 384)), p: float = 0.1, steps: int = 15,
                   warmup: int = 3) -> list[dict]:
     """Dropout forward + backward: minBERT's CPU Dropout (rand >= p) vs F.dropout (bernoulli_)."""

@@ -227,6 +227,27 @@ def _ddp(d: dict, res: dict) -> list[str]:
             f"{d['allreduce_per_task_s']['median'] * 1e3:.1f} ms (median); the trainer sums the single buffer"]
 
 
+@_optional("precision")
+def _precision(pr: dict, res: dict) -> list[str]:
+    """Section 1c: the training step in fp32 and under bf16 autocast, both models (issue 23)."""
+    hw = pr["hardware"]
+    flags = ", ".join(k for k, v in hw.get("cpu_flags", {}).items() if v) or "none"
+    L = [*_title("1c. Precision: the training step in fp32 and bf16 autocast"),
+         f"{hw['device_name']}: native bf16 matmul {'yes' if hw['native_bf16'] else 'no'} (bf16 flags: {flags}). "
+         f"Measured matmul rates (1024²): fp32 {_mmm(pr['matmul_fp32']['gflops'], fmt='{:.1f}')} GFLOP/s, bf16 "
+         f"{_mmm(pr['matmul_bf16']['gflops'], fmt='{:.1f}')} GFLOP/s (min / median / max). Four contenders alternate "
+         "step by step in one process; speed = transformers fp32's step time / the contender's, per round.", "",
+         *_head("shape", "contender", "step, s (min / median / max)", "speed vs transformers fp32",
+                "GFLOP/s", "share of fp32 matmul", "share of bf16 matmul")]
+    for row in pr["rows"]:
+        for name, c in row.items():
+            if name == "shape":
+                continue
+            L.append(f"| {row['shape']} | {name} | {_mmm(c['s'])} | {_mmm(c['speed_vs_transformers_fp32'])} | "
+                     f"{c['gflops']:.0f} | {c['share_fp32_matmul']:.0%} | {c['share_bf16_matmul']:.0%} |")
+    return L
+
+
 @_optional("attempts")
 def _attempts(rows: dict, res: dict) -> list[str]:
     """Section 1b: each speed-up tried on the training step, against transformers, kept or not."""
@@ -307,6 +328,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _attempts, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
+    for section in (_model, _attempts, _precision, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
         L += section(res)
     return "\n".join(L) + "\n"
