@@ -211,3 +211,16 @@ def test_report_renders_every_section_of_a_fabricated_check(tmp_path, record):
     assert res["bench_gpu"]["compiled_step_s"] is None and res["bench_gpu"]["compile_note"].startswith("Backend")
     section = "\n".join(_gpu_check({"gpu_check": res}))
     assert "| ours | 30.0 | 1.05x |" in section and "| transformers | 31.0 | 1 |" in section
+
+
+def test_the_bundle_carries_what_the_gpu_tests_read(tmp_path, monkeypatch, data_root):
+    """tests/test_gpu.py's bf16 run predicts the SST and STS test sets: their files travel too."""
+    import minbert_core.bench.carry as carry
+    from minbert_core.bench import gpu_slice
+
+    seen = {}
+    monkeypatch.setattr(carry, "token_rows", lambda tok, texts: [0])
+    monkeypatch.setattr(carry, "write_bundle", lambda dst, ckpt, files, rows: seen.update(files=files))
+    gpu_slice.bundle(tmp_path / "b.tar.xz", data_root)
+    names = {f.name for f in seen["files"]}
+    assert {"ids-sst-test-student.csv", "sts-test-student.csv", "quora-dev.csv", "sts-train.csv"} <= names

@@ -50,13 +50,17 @@ def slice_texts(root: Path) -> Iterator[str]:
 
 
 def bundle(dst: Path, data_root: Path, checkpoint: str = "minilm-l6") -> dict:
-    """carry.write_bundle for the slice: its data files and `checkpoint`, word rows cut to its data's tokens."""
+    """carry.write_bundle for the GPU check: the slice's data files and the test files there are (the `gpu`
+    tests' runs predict test sets, on random weights), and `checkpoint` with its word rows cut to the slice's
+    tokens."""
     from ..checkpoints import resolve_checkpoint
+    from ..data import file_path
     from ..tokenizer import load_tokenizer
     from .carry import token_rows, write_bundle
 
     rows = token_rows(load_tokenizer(checkpoint), slice_texts(data_root))
-    return write_bundle(dst, resolve_checkpoint(checkpoint), slice_data_files(data_root), rows)
+    tests = [f for f in (file_path(t, "test", data_root) for t in TASKS) if f.is_file()]
+    return write_bundle(dst, resolve_checkpoint(checkpoint), slice_data_files(data_root) + tests, rows)
 
 
 def slice_config(record: Path, precision: str, device: str, runs_dir: Path, short: bool = False) -> "TrainConfig":
