@@ -2,8 +2,9 @@
 # The GPU check: one script, about 5-6 minutes on one H100/H200 (hard limit GPU_CHECK_HARD_S, default 540 s).
 #
 #   here, with the data and MiniLM:  PYTHON=.venv/bin/python scripts/gpu_check.sh prepare
-#       -> .gpu-check/bundle.tar.xz: the slice's 6 data files (+ the test files the gpu tests read), MiniLM's tokenizer, and its weights rounded to
-#          fp16 with only the word rows its data uses (minbert_core/bench/carry.py): ~35 MiB, git-ignored;
+#       -> .gpu-check/bundle.tar.xz: the slice's 6 data files and the test files the gpu tests read, MiniLM's
+#          tokenizer, and its weights rounded to fp16 with only the word rows its data uses
+#          (minbert_core/bench/carry.py): ~35 MiB, git-ignored;
 #          prepare prints what the device tool would send in all (limit 64 MiB)
 #   on the GPU machine, repo root:   scripts/gpu_check.sh run OUTDIR
 #       (with the project's device tool: command "scripts/gpu_check.sh run $OUT", carry [".gpu-check"],
