@@ -241,7 +241,9 @@ class BertModel(nn.Module):
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         mask = None
-        if not bool(attention_mask.all()):  # no padding: no mask, and SDPA may pick a faster kernel
+        # no padding: no mask, and SDPA may pick a faster kernel; under torch.compile always the mask, since
+        # the data-dependent test would break the graph in two (and CUDA graphs with it)
+        if torch.compiler.is_compiling() or not bool(attention_mask.all()):
             # Additive mask broadcast over heads and query positions: (B, 1, 1, T).
             neg = torch.finfo(x.dtype).min
             mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * neg
