@@ -41,7 +41,7 @@ def recorded_config(run_dir: Path) -> dict:
     Raises ValueError where the folder holds no run record to resume.
     """
     from .runs import read_json
-    from .train_config import TrainConfig, migrate_keys
+    from .train_config import recorded_fields
 
     f = run_dir / "config.json"
     if not f.is_file():
@@ -50,7 +50,7 @@ def recorded_config(run_dir: Path) -> dict:
     rec = read_json(f, "run record")
     if not isinstance(rec.get("config"), dict):
         raise ValueError(f"{f}: no 'config' object; not a run record written by training, so it cannot resume")
-    return _plain(TrainConfig()) | migrate_keys(rec["config"], str(f), warn=False)
+    return recorded_fields(rec["config"], str(f))
 
 
 def resume_config(run_id: str, given: Mapping[str, Any]) -> "TrainConfig":

@@ -3,7 +3,6 @@ read back, every damage found named by its file."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import errno
 import io
 import json
@@ -209,10 +208,9 @@ class RunRecord:
         """The run's TrainConfig fields: renamed keys migrated (records from before a rename), and fields
         added since at their defaults (the run trained that way), so that an old record and a new one of the
         same setting read alike."""
-        from .train_config import TrainConfig, migrate_keys
+        from .train_config import recorded_fields
 
-        defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))  # JSON types, as config.json
-        return defaults | migrate_keys(self.config["config"], str(self.path), warn=False)
+        return recorded_fields(self.config["config"], str(self.path))
 
 
 @dataclass

@@ -7,6 +7,7 @@ config checks task and strategy names against their registries (above the model)
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -173,6 +174,14 @@ class TrainConfig:
 DEPRECATED_KEYS = {"hidden_dropout": "head_dropout", "bf16": "precision"}
 # old keys whose values change form under the new name: bf16 (a boolean) became precision (a name)
 CONVERT_VALUES = {"bf16": lambda v: "bf16" if _coerce("bf16", "bool", v) else "fp32"}
+
+
+def recorded_fields(config: dict, where: str) -> dict:
+    """A run record's config (config.json's "config") as every TrainConfig field in JSON types: keys renamed
+    since under their new names, fields added since at their defaults (the run trained that way). No
+    warning: an old record is not the user's input."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))  # tuples as lists, as config.json
+    return defaults | migrate_keys(config, where, warn=False)
 
 
 def migrate_keys(d: dict, where: str, warn: bool = True) -> dict:
