@@ -82,7 +82,7 @@ class TrainConfig:
     precision: str = _f("fp32",
         "fp32 | bf16 (bf16 autocast: weights and optimizer state stay fp32) | auto (bf16 where the device "
         "multiplies bf16 natively: CUDA with bf16, a CPU with AMX or AVX512-BF16; else fp32). fp32 is the "
-        "default until the study's bf16-against-fp32 check is run (BENCHMARKS.md)")
+        "default until the study's bf16-against-fp32 check (the cpu profile's Table 6) is complete")
     runs_dir: str = _f("runs", "parent folder of run folders")
     run_id: str = _f("", "run folder name ("" = <time>-<strategy>-<tasks>)")
     data_dir: str = _f("", "data folder ("" = $MINBERT_DATA or ./data)")
