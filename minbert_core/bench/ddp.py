@@ -42,6 +42,7 @@ def _child(rank: int, world: int, init: str, checkpoint: str, B: int, T: int, st
         ar = alternate({"one_buffer": one, "per_task": per_task}, steps, 2, sync=dist.barrier)
         if rank == 0:
             Path(out).write_text(json.dumps({"step": t, "allreduce": ar, "shared_params": P}))
+        dist.barrier()  # both ranks done with the group before either tears it down (gloo aborts otherwise)
     finally:
         torch.distributed.destroy_process_group()
 
