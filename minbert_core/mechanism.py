@@ -71,9 +71,10 @@ def learned_at(history: pd.DataFrame, baselines: Mapping[str, Mapping]) -> dict[
 def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum") -> pd.DataFrame:
     """One row per (condition, seed, strategy) of `table` whose run and reference-column run both exist.
 
-    Columns: condition, seed, strategy, gain (overall minus the reference's overall, same condition and
-    seed), dominance and conflict_rate (of the reference run), ref_learned (every task of the reference
-    run learned). `runs` maps run names to records with .metrics and .telemetry.
+    Columns: condition, seed, strategy, overall and ref_overall (the two runs' best dev overall scores),
+    gain (overall minus ref_overall: same condition and seed), dominance and conflict_rate (of the reference
+    run), ref_learned (every task of the reference run learned). `runs` maps run names to records with
+    .metrics and .telemetry.
     """
     entries = [e for e in study["runs"] if e.get("table") == table and e["name"] in runs]
 
@@ -90,15 +91,28 @@ def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum"
         gain = r.metrics["best_dev"].get("overall"), s.metrics["best_dev"].get("overall")
         if None in gain:
             continue
-        rows.append({"condition": e["row"], "seed": key[1], "strategy": e["column"],
-                     "gain": gain[0] - gain[1], "dominance": dominance(s.telemetry),
+        rows.append({"condition": e["row"], "seed": key[1], "strategy": e["column"], "overall": gain[0],
+                     "ref_overall": gain[1], "gain": gain[0] - gain[1], "dominance": dominance(s.telemetry),
                      "conflict_rate": conflict_rate(s.telemetry),
                      "ref_learned": bool(s.metrics.get("learned", False))})
-    return pd.DataFrame(rows, columns=["condition", "seed", "strategy", "gain", "dominance", "conflict_rate",
-                                       "ref_learned"])
+    return pd.DataFrame(rows, columns=["condition", "seed", "strategy", "overall", "ref_overall", "gain",
+                                       "dominance", "conflict_rate", "ref_learned"])
 
 
 ALPHA = 0.05  # a predictor counts where its correlation with the gain is significant at this level
+
+
+def gains_beyond_spread(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, bool]:
+    """Per condition, whether the strategy's mean gain over the reference exceeds the seed spread: the
+    report's test (report_cells.diff_verdict), |mean difference| > 2 standard errors of the difference of
+    the two columns' means over their seeds. A condition with fewer than 2 seeds has no spread: False.
+    Learned marks are not consulted: a collapse the strategy rescues is exactly a gain to explain."""
+    out = {}
+    for cond, g in pts[pts["strategy"] == strategy].groupby("condition", sort=False):
+        n = len(g)
+        spread = 2.0 * float(np.sqrt(g["overall"].var() / n + g["ref_overall"].var() / n)) if n >= 2 else None
+        out[cond] = bool(spread is not None and abs(g["gain"].mean()) > spread)
+    return out
 
 
 def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
@@ -106,17 +120,20 @@ def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, 
     normality) and n, between a strategy's gain and each candidate predictor, over the conditions: each
     condition's mean over its seeds. A condition, not a seed, is the unit: the predictors are properties of
     a condition, and its seeds' points scatter along the gain axis at almost one x, so counting each seed
-    would overstate n. A predictor `predicts` the gain where n >= 3 conditions and p < ALPHA; with fewer, or
-    a predictor or gain that does not vary, r and p are nan and nothing predicts."""
+    would overstate n. A predictor `predicts` the gain where n >= 3 conditions, p < ALPHA, and at least one
+    condition's gain exceeds its seed spread (gains_beyond_spread; `beyond_spread` counts them): a
+    correlation among gains that are all within the seed noise explains nothing. With fewer conditions, or a
+    predictor or gain that does not vary, r and p are nan and nothing predicts."""
     from scipy.stats import pearsonr
 
     p = pts[pts["strategy"] == strategy].groupby("condition", sort=False)[["gain", "dominance", "conflict_rate"]].mean()
+    beyond = sum(gains_beyond_spread(pts, strategy).values())
     out = {}
     for col in ("dominance", "conflict_rate"):
         n = len(p)
         ok = n >= 3 and p[col].std() > 0 and p["gain"].std() > 0
         r, pv = (float(v) for v in pearsonr(p[col], p["gain"])) if ok else (float("nan"), float("nan"))
-        out[col] = {"r": r, "p": pv, "n": n, "predicts": bool(ok and pv < ALPHA)}
+        out[col] = {"r": r, "p": pv, "n": n, "beyond_spread": beyond, "predicts": bool(ok and pv < ALPHA and beyond)}
     return out
 
 
@@ -146,7 +163,10 @@ def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: st
         d, c = s["dominance"], s["conflict_rate"]
         out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = {d['r']:.2f} "
                    f"(p = {d['p']:.2g}), against its conflict rate: r = {c['r']:.2f} (p = {c['p']:.2g}); n = "
-                   f"{d['n']} conditions (each the mean over its seeds), a predictor counts at p < {ALPHA:g}: "
+                   f"{d['n']} conditions (each the mean over its seeds), {d['beyond_spread']} with a gain beyond the seed "
+                   f"spread; a predictor counts at p < {ALPHA:g} where some gain exceeds the spread: "
                    + (", ".join(k.replace('_', ' ') for k in ('dominance', 'conflict_rate') if s[k]['predicts'])
-                      + " predicts it" if any(s[k]['predicts'] for k in s) else "neither predicts it"))
+                      + " predicts it" if any(s[k]['predicts'] for k in s)
+                      else "no gain beyond the spread, nothing to predict" if not d["beyond_spread"]
+                      else "neither predicts it"))
     return out

@@ -93,27 +93,48 @@ def test_claims_of_the_committed_cpu_study_get_their_verdicts_from_the_records()
 
 
 def test_a_predictor_counts_only_where_its_correlation_is_significant():
-    """scipy's exact Pearson test: a clear linear relation over 6 points counts, a perfect one over 3 points
+    """scipy's exact Pearson test: a clear linear relation over 6 conditions counts, a perfect one over 3
     does not reach p < 0.05 unless it is exact, and a predictor that does not vary says nothing."""
     from scipy.stats import pearsonr
 
-    def frame(dom, conf, gain, condition=None):
-        return pd.DataFrame({"strategy": "PCGrad", "condition": condition or [f"c{i}" for i in range(len(dom))],
-                             "dominance": dom, "conflict_rate": conf, "gain": gain})
+    def frame(dom, conf, gain, condition=None, jitter=0.001):
+        """Two seeds per condition: gain +- jitter on a sum run at 0.6 +- jitter."""
+        cond = condition or [f"c{i}" for i in range(len(dom))]
+        rows = [{"strategy": "PCGrad", "condition": c, "dominance": d, "conflict_rate": k,
+                 "ref_overall": 0.6 + sgn * jitter, "overall": 0.6 + g + 2 * sgn * jitter}
+                for c, d, k, g in zip(cond, dom, conf, gain) for sgn in (-1, 1)]
+        f = pd.DataFrame(rows)
+        return f.assign(gain=f["overall"] - f["ref_overall"])
 
     dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
     conf = [0.4, 0.3, 0.45, 0.35, 0.42, 0.38]
     s = mechanism.predictor_summary(frame(dom, conf, gain))
     assert s["dominance"]["predicts"] and not s["conflict_rate"]["predicts"]
+    assert s["dominance"]["n"] == 6 and s["dominance"]["beyond_spread"] == 5  # c0's gain 0 is within
     assert s["dominance"]["p"] == pytest.approx(pearsonr(dom, gain).pvalue)
     few = mechanism.predictor_summary(frame(dom[:3], conf[:3], [0.0, 0.02, 0.01]))
     assert few["dominance"]["n"] == 3 and few["dominance"]["p"] > 0.05 and not few["dominance"]["predicts"]
     flat = mechanism.predictor_summary(frame([0.7] * 4, conf[:4], gain[:4]))
     assert math.isnan(flat["dominance"]["r"]) and not flat["dominance"]["predicts"]
-    # the unit is a condition: two seeds each of three conditions are three points, each the seeds' mean
-    seeds = frame([0.5, 0.52, 0.7, 0.72, 0.9, 0.92], conf, [0.0, 0.02, 0.02, 0.04, 0.04, 0.06],
-                  ["a", "a", "b", "b", "c", "c"])
+    # the unit is a condition: the seeds of three conditions are three points, each the seeds' mean
+    seeds = frame([0.51, 0.71, 0.91], conf[:3], [0.01, 0.03, 0.05], ["a", "b", "c"])
     s = mechanism.predictor_summary(seeds)
     assert s["dominance"]["n"] == 3
     assert s["dominance"]["r"] == pytest.approx(pearsonr([0.51, 0.71, 0.91], [0.01, 0.03, 0.05]).statistic)
+
+
+def test_a_correlation_among_gains_within_the_seed_spread_predicts_nothing():
+    """The same clear relation, with seeds scattered wider than the gains: significant r, no gain beyond
+    the spread (the report's 2-standard-error test), so no predictor counts and the note says why."""
+    dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
+    rows = [{"strategy": "PCGrad", "condition": f"c{i}", "dominance": d, "conflict_rate": 0.4,
+             "ref_overall": 0.6 + sgn * 0.05, "overall": 0.6 + g - sgn * 0.05}
+            for i, (d, g) in enumerate(zip(dom, gain)) for sgn in (-1, 1)]
+    pts = pd.DataFrame(rows)
+    pts["gain"] = pts["overall"] - pts["ref_overall"]
+    assert not any(mechanism.gains_beyond_spread(pts).values())
+    s = mechanism.predictor_summary(pts)
+    assert s["dominance"]["p"] < mechanism.ALPHA and s["dominance"]["beyond_spread"] == 0
+    assert not s["dominance"]["predicts"]
