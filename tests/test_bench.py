@@ -210,3 +210,44 @@ def test_precision_part_times_both_models_in_both_precisions_and_renders(tiny_ch
     md = "\n".join(_precision({"precision": pr}))
     assert "## 1c. Precision" in md and md.count("| 2x8 |") == 4 and pr["hardware"]["device_name"] in md
     assert bench._mmm(row["minBERT bf16"]["speed_vs_transformers_fp32"]) in md
+
+
+def test_flash_attention_attempt_takes_sdpa_without_attention_dropout(tiny_checkpoint):
+    """The bf16 attempt's copy computes the model's attention (eval, no dropout anywhere), and in training it
+    keeps hidden dropout but drops attention-probability dropout, so SDPA's fused CPU kernel is used."""
+    from torch.profiler import profile
+
+    from minbert_core.bench.attempts import flash_attention
+    from minbert_core.model import BertModel, BertSelfAttention
+
+    ours = BertModel.from_pretrained(tiny_checkpoint).eval()
+    ids = torch.randint(0, ours.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 5:] = 0
+    flash = flash_attention(ours)
+    with torch.no_grad():
+        assert torch.allclose(ours(ids, am).last_hidden_state, flash(ids, am).last_hidden_state, atol=1e-5)
+    attn = [m for m in flash.modules() if isinstance(m, BertSelfAttention)]
+    assert attn and all(m.dropout.p == 0.0 and m.impl == "sdpa" for m in attn)
+    assert all(m.dropout.p > 0 for m in ours.modules() if isinstance(m, BertSelfAttention))  # the original kept
+    flash.train()
+    with profile() as prof:
+        flash(ids, am).pooler_output.sum().backward()
+    assert any("flash_attention" in e.key for e in prof.key_averages())
+
+
+def test_bf16_attempts_render_against_the_targets():
+    from minbert_core.bench.render import _attempts_bf16
+
+    st = lambda m: {"min": m, "median": m, "max": m, "n": 3}  # noqa: E731
+    rows = [{"what": "training step 32x64", "variant": "default", "ours_s": st(0.6), "transformers_s": st(0.72),
+             "speed_ratio": st(1.2), "gflops": 221.0, "share_bf16_matmul": 0.52},
+            {"what": "training step 32x64", "variant": "fused AdamW", "ours_s": st(0.45), "transformers_s": st(0.72),
+             "speed_ratio": st(1.6), "gflops": 300.0, "share_bf16_matmul": 0.7},
+            {"what": "training step 32x64", "variant": "torch.compile (encoder)", "note": "BackendCompilerFailed: x"}]
+    text = "\n".join(_attempts_bf16({"attempts_bf16": rows}))
+    assert "## 1d." in text
+    assert "| training step 32x64 | default | 0.600 / 0.600 / 0.600 | 0.720 / 0.720 / 0.720 | 1.200 / 1.200 / 1.200 ❌ | 221 | 52% |" in text
+    assert "1.600 / 1.600 / 1.600 ✅ | 300 | 70% |" in text
+    assert "not measured: BackendCompilerFailed: x" in text
+    assert _attempts_bf16({}) == []

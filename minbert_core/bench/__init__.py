@@ -123,6 +123,8 @@ PARTS = {
     "dropout": ("dropout", lambda c, s, r: bench_dropout()),
     "precision": ("the training step in fp32 and bf16 autocast, ours and transformers",
                   lambda c, s, r: bench_precision(c, steps=s)),
+    "attempts_bf16": ("attempts on the bf16 step: fused QKV, torch.compile, fused AdamW, flash attention",
+                      lambda c, s, r: bench_attempts(c, steps=s, precision="bf16")),
     "multitask": ("multi-task step: sum, pcgrad, naive pcgrad", lambda c, s, r: bench_multitask(c, steps=s)),
     "strategies": ("every gradient strategy against the summed loss", lambda c, s, r: bench_strategies(c, steps=s)),
     "bucketing": ("length bucketing on SST train", lambda c, s, r: bench_bucketing(c)),
@@ -176,6 +178,8 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
     res["attempts"] = bench_attempts(checkpoint, steps=steps)
     say("    the training step in fp32 and bf16 autocast, ours and transformers ...")
     res["precision"] = bench_precision(checkpoint, steps=steps)
+    say("    attempts on the bf16 step (compiles first) ...")
+    res["attempts_bf16"] = bench_attempts(checkpoint, steps=steps, precision="bf16")
     say("2/6 optimizer and dropout ...")
     res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
     res["dropout"] = bench_dropout()

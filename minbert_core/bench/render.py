@@ -265,6 +265,26 @@ def _attempts(rows: dict, res: dict) -> list[str]:
     return L + [""]
 
 
+@_optional("attempts_bf16")
+def _attempts_bf16(rows: dict, res: dict) -> list[str]:
+    """Section 1d: each speed-up tried on the bf16 autocast step, against transformers under bf16 autocast
+    (issue 23's targets: >= 1.5x transformers bf16, >= 50% of the measured bf16 matmul rate)."""
+    L = [*_title("1d. Speed-ups tried on the bf16 step (targets: 1.5x transformers bf16, 50% of bf16 matmul)"),
+         "Both sides under bf16 autocast, alternating in one process; each variant a copy of the default model "
+         "changed in `minbert_core/bench/attempts.py` (whose docstring says what each changes). Only what pays "
+         "would move into the model.", "",
+         *_head("shape", "variant", "ours, s (min / median / max)", "transformers bf16, s",
+                "speed ratio (transformers / variant)", "GFLOP/s", "share of bf16 matmul")]
+    for r in rows:
+        if "ours_s" in r:
+            ok = "✅" if r["speed_ratio"]["median"] >= 1.5 else "❌"
+            L.append(f"| {r['what']} | {r['variant']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
+                     f"{_mmm(r['speed_ratio'])} {ok} | {r['gflops']:.0f} | {r['share_bf16_matmul']:.0%} |")
+        else:
+            L.append(f"| {r['what']} | {r['variant']} | not measured: {r['note']} | | | | |")
+    return L + [""]
+
+
 @_optional("study_jobs")
 def _study_jobs(j: dict, res: dict) -> list[str]:
     """Section 8: the whole study with one notebook at a time against two."""
@@ -328,6 +348,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _attempts, _precision, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
+    for section in (_model, _attempts, _precision, _attempts_bf16, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
         L += section(res)
     return "\n".join(L) + "\n"
