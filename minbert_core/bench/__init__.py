@@ -172,32 +172,13 @@ def run_all(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", st
                                 "`minbert data fetch`")
     res: dict = {"machine": _machine(), "checkpoint": checkpoint}  # a full run: no part is "re-measured"
     say = lambda s: print(s, flush=True)  # noqa: E731
-    say("1/6 training step and evaluation, ours vs transformers ...")
-    res["model"] = bench_model(checkpoint, steps=steps)
-    say("    attempts: fused QKV, torch.compile of the encoder (compiles first: a minute or two) ...")
-    res["attempts"] = bench_attempts(checkpoint, steps=steps)
-    say("    the training step in fp32 and bf16 autocast, ours and transformers ...")
-    res["precision"] = bench_precision(checkpoint, steps=steps)
-    say("    attempts on the bf16 step (compiles first) ...")
-    res["attempts_bf16"] = bench_attempts(checkpoint, steps=steps, precision="bf16")
-    say("2/6 optimizer and dropout ...")
-    res["optimizer"] = bench_optimizer(checkpoint=checkpoint)
-    res["dropout"] = bench_dropout()
-    say("3/6 multi-task step: sum, pcgrad, naive pcgrad (time, then memory in fresh processes) ...")
-    res["multitask"] = bench_multitask(checkpoint, steps=steps)
-    say("    every gradient strategy against the summed loss (time, then memory in fresh processes) ...")
-    res["strategies"] = bench_strategies(checkpoint, steps=steps)
-    say("4/6 length bucketing on SST train ...")
-    res["bucketing"] = bench_bucketing(checkpoint)
-    say("5/6 utilisation (matmul peak; GPU part if present) ...")
-    res["utilisation"] = bench_utilisation(res["model"], checkpoint)
+    for i, (part, (what, measure)) in enumerate(PARTS.items(), 1):  # the same parts --only re-measures
+        say(f"{i}/{len(PARTS)} {what} ...")
+        res[part] = measure(checkpoint, steps, res)
     res["gpu"] = bench_gpu()
     if res["gpu"] is None:
         res["gpu_note"] = "skipped: no CUDA device on this machine (run `minbert bench` where one is present)."
         say("    no CUDA device: GPU part skipped")
-    say("6/6 profile of one training step; then the 2-process multi-task step (gloo) ...")
-    res["profile"] = bench_profile(checkpoint)
-    res["ddp"] = bench_ddp(checkpoint, steps=steps)
     if study_jobs:
         say(f"    the {study_jobs} study with --jobs 1, then --jobs 2 ...")
         res["study_jobs"] = bench_study_jobs(study_jobs)
