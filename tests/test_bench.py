@@ -251,3 +251,19 @@ def test_bf16_attempts_render_against_the_targets():
     assert "1.600 / 1.600 / 1.600 ✅ | 300 | 70% |" in text
     assert "not measured: BackendCompilerFailed: x" in text
     assert _attempts_bf16({}) == []
+
+
+def test_study_step_precision_part_measures_each_thread_count_and_restores_it():
+    import minbert_core.bench as bench
+    from minbert_core.bench.render import _precision_study
+
+    before = torch.get_num_threads()
+    d = bench.bench_multitask_precision("random:tiny", B=2, T=8, steps=2, warmup=1, threads=(1, 2))
+    assert torch.get_num_threads() == before
+    assert [r["threads"] for r in d["rows"]] == [1, 2]
+    for r in d["rows"]:
+        assert r["fp32_s"]["n"] == r["bf16_s"]["n"] == r["speed_bf16_vs_fp32"]["n"] == 2
+        assert r["speed_bf16_vs_fp32"]["median"] > 0
+    text = "\n".join(_precision_study({"precision_study": d}))
+    assert "3 tasks x 2x8" in text and text.count("\n| 1 |") + text.count("\n| 2 |") == 2
+    assert "precision_study" in bench.PARTS

@@ -321,6 +321,29 @@ def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, ste
     return out
 
 
+def bench_multitask_precision(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10,
+                              warmup: int = 2, threads: tuple[int, ...] = (1, 2)) -> dict:
+    """The study's own step (summed loss, 3 tasks x B x T) in fp32 and under bf16 autocast, alternating in
+    one process, at each torch thread count in `threads`: a study runs its notebooks at cores/jobs threads
+    each (one thread each at two jobs on 2 cores), where the model part's 2-thread, 32-row step is not the
+    study's shape. Returns {"shape", "rows": [{"threads", "fp32_s", "bf16_s" (seconds, min/median/max),
+    "speed_bf16_vs_fp32" (fp32 time / bf16 time, per round)}]}; restores the thread count it found."""
+    before = torch.get_num_threads()
+    out = {"shape": f"3 tasks x {B}x{T}", "rows": []}
+    model, opt, batches = _multitask_setup(checkpoint, B, T, torch.device("cpu"))
+    fns = {"fp32": _strategy_step("sum", model, opt, batches),
+           "bf16": _strategy_step("sum", model, opt, batches, autocast=True)}
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            t = alternate(fns, steps, warmup)
+            out["rows"].append({"threads": n, "fp32_s": _stats(t["fp32"]), "bf16_s": _stats(t["bf16"]),
+                                "speed_bf16_vs_fp32": _ratio(t["fp32"], t["bf16"])})
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 # ---- 3. length bucketing ---------------------------------------------------------------------------
 def bench_bucketing(checkpoint: str = "minilm-l6", batch_size: int = 32, sample_batches: int = 12,
                     warmup: int = 2) -> dict:

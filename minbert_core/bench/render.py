@@ -265,6 +265,18 @@ def _attempts(rows: dict, res: dict) -> list[str]:
     return L + [""]
 
 
+@_optional("precision_study")
+def _precision_study(d: dict, res: dict) -> list[str]:
+    """Section 1c, continued: the study's own step in both precisions at the thread counts its runs use."""
+    L = ["", f"The study's step (summed loss, {d['shape']}, minBERT's own AdamW) in fp32 and under bf16 autocast, "
+         "alternating in one process, at each thread count (a study at `--jobs 2` on 2 cores gives each run one "
+         "thread):", "", *_head("torch threads", "fp32 step, s (min / median / max)", "bf16 step, s",
+                                "speed of bf16 (fp32 time / bf16 time)")]
+    L += [f"| {r['threads']} | {_mmm(r['fp32_s'])} | {_mmm(r['bf16_s'])} | {_mmm(r['speed_bf16_vs_fp32'])} |"
+          for r in d["rows"]]
+    return L + [""]
+
+
 @_optional("attempts_bf16")
 def _attempts_bf16(rows: dict, res: dict) -> list[str]:
     """Section 1d: each speed-up tried on the bf16 autocast step, against transformers under bf16 autocast
@@ -348,6 +360,6 @@ def render(res: dict) -> str:
          f"- model: `{res['checkpoint']}` (6 layers, hidden 384) in fp32 on the CPU unless said otherwise",
          "- method: contenders alternate step by step in one process after warm-up; min / median / max over "
          "the measured steps; a ratio is computed per round and then summarised", ""]
-    for section in (_model, _attempts, _precision, _attempts_bf16, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
+    for section in (_model, _attempts, _precision, _precision_study, _attempts_bf16, _multitask, _strategies, _bucketing, _utilisation, _profile, _gpu_check, _ddp, _study_jobs, _race):
         L += section(res)
     return "\n".join(L) + "\n"
