@@ -247,7 +247,8 @@ def _add_bench_parser(sub) -> None:
                          "multiplies bf16 natively); the transformers side always runs both fp32 and bf16")
     bp.add_argument("--only", default="", metavar="PARTS",
                     help="re-measure only these comma-separated parts (model, attempts, optimizer, dropout, "
-                         "precision, multitask, strategies, bucketing, utilisation, profile, ddp) and keep the rest of "
+                         "precision, precision_study, attempts_bf16, multitask, strategies, bucketing, utilisation, "
+                         "profile, ddp) and keep the rest of "
                          "BENCHMARKS.json; the header dates each re-measured part")
     bp.add_argument("--render-only", action="store_true",
                     help="measure nothing: rewrite --out from its JSON and the committed GPU records (gpu_check.json)")

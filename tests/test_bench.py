@@ -195,6 +195,16 @@ def test_only_remeasures_the_named_parts_and_keeps_the_rest(tmp_path, monkeypatc
         bench.run_parts(["speed"], out)
 
 
+def test_only_help_names_every_part(capsys):
+    """--only's help lists the parts by hand (the CLI does not import torch to print help): each is there."""
+    from minbert_core.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(part in text for part in bench.PARTS), [p for p in bench.PARTS if p not in text]
+
+
 def test_precision_part_times_both_models_in_both_precisions_and_renders(tiny_checkpoint):
     """bench --only precision: four contenders alternating (ours and transformers, fp32 and bf16 autocast), each
     against transformers fp32 and both measured matmul rates, in a section of BENCHMARKS.md."""
