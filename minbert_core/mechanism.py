@@ -102,44 +102,72 @@ def points(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum"
 ALPHA = 0.05  # a predictor counts where its correlation with the gain is significant at this level
 
 
-def gains_beyond_spread(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, bool]:
-    """Per condition, whether the strategy's mean gain over the reference exceeds the seed spread: the
-    report's test (report_cells.diff_verdict), |mean difference| > 2 standard errors of the difference of
-    the two columns' means over their seeds. A condition with fewer than 2 seeds has no spread: False.
-    Learned marks are not consulted: a collapse the strategy rescues is exactly a gain to explain."""
+def gain_verdicts(summary: pd.DataFrame, strategy: str, reference: str = "Sum",
+                  metric: str = "overall") -> dict[str, bool | None]:
+    """Per condition, whether the strategy's gain over the reference on `metric` is a finding, by the
+    report's own cells (report_cells.summarize by condition, row, metric and column: every seed of each
+    column) and its own test (report_cells.diff_verdict, 2 standard errors of the difference of means):
+
+    - True: the difference exceeds the seed spread, or the reference did not learn and the strategy did
+      (a rescued collapse, which the report does not weigh with a +-, but which is the clearest gain);
+    - False: within the spread, or the strategy did not learn;
+    - None: no verdict (fewer than 2 seeds on a side).
+    Conditions without both cells are left out."""
+    from .report_cells import diff_verdict
+
     out = {}
-    for cond, g in pts[pts["strategy"] == strategy].groupby("condition", sort=False):
-        n = len(g)
-        spread = 2.0 * float(np.sqrt(g["overall"].var() / n + g["ref_overall"].var() / n)) if n >= 2 else None
-        out[cond] = bool(spread is not None and abs(g["gain"].mean()) > spread)
+    m = summary[summary["metric"] == metric]
+    for cond, g in m.groupby("condition", sort=False):
+        a, b = g[g["column"] == strategy], g[g["column"] == reference]
+        if a.empty or b.empty:
+            continue
+        a, b = a.iloc[0], b.iloc[0]
+        if a["learned"] and not b["learned"]:
+            out[cond] = True
+        elif not a["learned"]:
+            out[cond] = False
+        else:
+            _, spread, verdict = diff_verdict(a, b)
+            out[cond] = None if spread is None else verdict.startswith("exceeds")
     return out
 
 
-def predictor_summary(pts: pd.DataFrame, strategy: str = "PCGrad") -> dict[str, dict]:
+PREDICTORS = ("dominance", "conflict_rate")
+
+
+def predictor_summary(pts: pd.DataFrame, strategy: str, gains: Mapping[str, bool | None]) -> dict:
     """Pearson r, its two-sided p-value (scipy.stats.pearsonr: the exact test of no correlation under
-    normality) and n, between a strategy's gain and each candidate predictor, over the conditions: each
-    condition's mean over its seeds. A condition, not a seed, is the unit: the predictors are properties of
-    a condition, and its seeds' points scatter along the gain axis at almost one x, so counting each seed
-    would overstate n. A predictor `predicts` the gain where n >= 3 conditions, p < ALPHA, and at least one
-    condition's gain exceeds its seed spread (gains_beyond_spread; `beyond_spread` counts them): a
-    correlation among gains that are all within the seed noise explains nothing. With fewer conditions, or a
-    predictor or gain that does not vary, r and p are nan and nothing predicts."""
+    normality) and n, between a strategy's gain and each candidate predictor (PREDICTORS), over the
+    conditions: each condition's mean over its seeds. A condition, not a seed, is the unit: the predictors
+    are properties of a condition, and its seeds' points scatter along the gain axis at almost one x, so
+    counting each seed would overstate n.
+
+    `gains` is gain_verdicts' answer for the strategy. A predictor `predicts` the gain where n >= 3
+    conditions, p < ALPHA, and at least one condition's gain is a finding: a correlation among
+    differences that are all within the seed noise explains nothing. With fewer conditions, or a predictor
+    or gain that does not vary, r and p are nan and nothing predicts.
+
+    Returns {predictor: {"r", "p", "n", "predicts"}, "findings": conditions whose gain is a finding,
+    "no_verdict": conditions with too few seeds for a verdict}."""
     from scipy.stats import pearsonr
 
-    p = pts[pts["strategy"] == strategy].groupby("condition", sort=False)[["gain", "dominance", "conflict_rate"]].mean()
-    beyond = sum(gains_beyond_spread(pts, strategy).values())
-    out = {}
-    for col in ("dominance", "conflict_rate"):
+    p = pts[pts["strategy"] == strategy].groupby("condition", sort=False)[["gain", *PREDICTORS]].mean()
+    found = sum(1 for c in p.index if gains.get(c) is True)
+    out: dict = {"findings": found, "no_verdict": sum(1 for c in p.index if gains.get(c) is None)}
+    for col in PREDICTORS:
         n = len(p)
         ok = n >= 3 and p[col].std() > 0 and p["gain"].std() > 0
         r, pv = (float(v) for v in pearsonr(p[col], p["gain"])) if ok else (float("nan"), float("nan"))
-        out[col] = {"r": r, "p": pv, "n": n, "beyond_spread": beyond, "predicts": bool(ok and pv < ALPHA and beyond)}
+        out[col] = {"r": r, "p": pv, "n": n, "predicts": bool(ok and pv < ALPHA and found)}
     return out
 
 
-def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: str = "Sum") -> list[str]:
+def condition_notes(study: Mapping, runs: Mapping, summary: pd.DataFrame, table: int = 5,
+                    reference: str = "Sum") -> list[str]:
     """Per condition, what its summed-loss runs' telemetry says (dominance, conflict rate, when each task
-    learned, medians over seeds); then which of the two predicts each strategy's gain, with r and n."""
+    learned, medians over seeds); then which of the two predicts each strategy's gain, with r and n.
+    `summary`: the table's cells (report_cells.summarize by condition, row, metric and column), whose
+    verdicts decide which gains are findings (gain_verdicts)."""
     ref = [e for e in study["runs"] if e.get("table") == table and e.get("column") == reference
            and e["name"] in runs and runs[e["name"]].telemetry is not None]
     out = []
@@ -155,18 +183,20 @@ def condition_notes(study: Mapping, runs: Mapping, table: int = 5, reference: st
                    f"learned (first dev scoring above baseline + margin, per seed): {said}")
     pts = points(study, runs, table, reference)
     for strategy in dict.fromkeys(pts["strategy"]):
-        s = predictor_summary(pts, strategy)
-        if s["dominance"]["n"] < 3:
-            out.append(f"{strategy}'s gain over {reference}: {s['dominance']['n']} condition(s), too few to say "
-                       "which explanation predicts it (3 needed)")
-            continue
+        s = predictor_summary(pts, strategy, gain_verdicts(summary, strategy, reference))
         d, c = s["dominance"], s["conflict_rate"]
+        if d["n"] < 3:
+            out.append(f"{strategy}'s gain over {reference}: {d['n']} condition(s), too few to say which "
+                       "explanation predicts it (3 needed)")
+            continue
+        found = (f"{s['findings']} with a gain that is a finding (beyond the seed spread, or a rescued collapse)"
+                 + (f", {s['no_verdict']} with too few seeds for a verdict" if s["no_verdict"] else ""))
+        verdict = (", ".join(k.replace("_", " ") for k in PREDICTORS if s[k]["predicts"]) + " predicts it"
+                   if any(s[k]["predicts"] for k in PREDICTORS)
+                   else "no gain is a finding, so there is nothing to predict" if not s["findings"]
+                   else "neither predicts it")
         out.append(f"{strategy}'s gain over {reference} against the {reference} run's dominance: r = {d['r']:.2f} "
                    f"(p = {d['p']:.2g}), against its conflict rate: r = {c['r']:.2f} (p = {c['p']:.2g}); n = "
-                   f"{d['n']} conditions (each the mean over its seeds), {d['beyond_spread']} with a gain beyond the seed "
-                   f"spread; a predictor counts at p < {ALPHA:g} where some gain exceeds the spread: "
-                   + (", ".join(k.replace('_', ' ') for k in ('dominance', 'conflict_rate') if s[k]['predicts'])
-                      + " predicts it" if any(s[k]['predicts'] for k in s)
-                      else "no gain beyond the spread, nothing to predict" if not d["beyond_spread"]
-                      else "neither predicts it"))
+                   f"{d['n']} conditions (each the mean over its seeds), {found}; a predictor counts at "
+                   f"p < {ALPHA:g} where some gain is a finding: {verdict}")
     return out

@@ -364,7 +364,8 @@ def mechanism_notes(ctx: TableContext) -> list[str]:
     """Per condition, the telemetry of its summed-loss runs, and which explanation predicts the gains."""
     from . import mechanism
 
-    return mechanism.condition_notes(ctx.study, ctx.records.runs, ctx.number)
+    summary = summarize(metric_rows(ctx.cells, {}, condition=True), ("condition", "row", "metric", "column"))
+    return mechanism.condition_notes(ctx.study, ctx.records.runs, summary, ctx.number)
 
 
 # --- the registry -----------------------------------------------------------------------------------------------

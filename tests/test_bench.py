@@ -1,6 +1,8 @@
 """The benchmark harness on tiny models: it measures, alternates and renders (no timing asserted)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -196,13 +198,14 @@ def test_only_remeasures_the_named_parts_and_keeps_the_rest(tmp_path, monkeypatc
 
 
 def test_only_help_names_every_part(capsys):
-    """--only's help lists the parts by hand (the CLI does not import torch to print help): each is there."""
+    """--only's help lists the parts by hand (the CLI does not import torch to print help): exactly PARTS."""
     from minbert_core.cli import main
 
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert all(part in text for part in bench.PARTS), [p for p in bench.PARTS if p not in text]
+    listed = re.search(r"comma-separated parts \(([^)]*)\)", text).group(1)
+    assert [x.strip() for x in listed.split(",")] == list(bench.PARTS)
 
 
 def test_precision_part_times_both_models_in_both_precisions_and_renders(tiny_checkpoint):
@@ -241,9 +244,12 @@ def test_flash_attention_attempt_takes_sdpa_without_attention_dropout(tiny_check
     assert attn and all(m.dropout.p == 0.0 and m.impl == "sdpa" for m in attn)
     assert all(m.dropout.p > 0 for m in ours.modules() if isinstance(m, BertSelfAttention))  # the original kept
     flash.train()
-    with profile() as prof:
-        flash(ids, am).pooler_output.sum().backward()
-    assert any("flash_attention" in e.key for e in prof.key_averages())
+    for bf16 in (False, True):  # the benchmark runs it under bf16 autocast
+        with profile() as prof:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = flash(ids, am).pooler_output
+            out.float().sum().backward()
+        assert any("flash_attention" in e.key for e in prof.key_averages()), bf16
 
 
 def test_bf16_attempts_render_against_the_targets():
@@ -257,20 +263,33 @@ def test_bf16_attempts_render_against_the_targets():
             {"what": "training step 32x64", "variant": "torch.compile (encoder)", "note": "BackendCompilerFailed: x"}]
     text = "\n".join(_attempts_bf16({"attempts_bf16": rows}))
     assert "## 1d." in text
-    assert "| training step 32x64 | default | 0.600 / 0.600 / 0.600 | 0.720 / 0.720 / 0.720 | 1.200 / 1.200 / 1.200 ❌ | 221 | 52% |" in text
-    assert "1.600 / 1.600 / 1.600 ✅ | 300 | 70% |" in text
+    assert ("| training step 32x64 | default | 0.600 / 0.600 / 0.600 | 0.720 / 0.720 / 0.720 | "
+            "1.200 / 1.200 / 1.200 ❌ | 221 | 52% ✅ |") in text
+    assert "1.600 / 1.600 / 1.600 ✅ | 300 | 70% ✅ |" in text
     assert "not measured: BackendCompilerFailed: x" in text
     assert _attempts_bf16({}) == []
 
 
-def test_study_step_precision_part_measures_each_thread_count_and_restores_it():
+def test_study_step_precision_part_measures_each_thread_count_and_restores_it(monkeypatch):
     import minbert_core.bench as bench
+    import minbert_core.bench.cases as cases
     from minbert_core.bench.render import _precision_study
 
+    seen, real = [], cases.alternate
+
+    def alternate(fns, *a, **k):  # each measurement runs at the thread count its row names
+        seen.append(torch.get_num_threads())
+        return real(fns, *a, **k)
+
+    monkeypatch.setattr(cases, "alternate", alternate)
     before = torch.get_num_threads()
-    d = bench.bench_multitask_precision("random:tiny", B=2, T=8, steps=2, warmup=1, threads=(1, 2))
-    assert torch.get_num_threads() == before
-    assert [r["threads"] for r in d["rows"]] == [1, 2]
+    torch.set_num_threads(3)
+    try:
+        d = bench.bench_precision_study("random:tiny", B=2, T=8, steps=2, warmup=1, threads=(1, 2))
+        assert torch.get_num_threads() == 3  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert [r["threads"] for r in d["rows"]] == seen == [1, 2]
     for r in d["rows"]:
         assert r["fp32_s"]["n"] == r["bf16_s"]["n"] == r["speed_bf16_vs_fp32"]["n"] == 2
         assert r["speed_bf16_vs_fp32"]["median"] > 0

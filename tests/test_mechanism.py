@@ -62,7 +62,7 @@ def test_points_pair_each_strategy_with_the_sum_of_its_condition_and_seed():
     assert pts[["condition", "seed", "strategy"]].values.tolist() == [["A", 1, "PCGrad"], ["A", 2, "PCGrad"]]
     assert pts["gain"].tolist() == pytest.approx([0.05, -0.02])
     assert pts["ref_learned"].tolist() == [True, False]
-    summary = mechanism.predictor_summary(pts)
+    summary = mechanism.predictor_summary(pts, "PCGrad", {"A": True})
     assert summary["dominance"]["n"] == 1 and not summary["dominance"]["predicts"]  # one condition: too few
 
 
@@ -92,49 +92,66 @@ def test_claims_of_the_committed_cpu_study_get_their_verdicts_from_the_records()
     assert len(got) == 5
 
 
+def _frame(dom, conf, gain, condition=None):
+    """One seed point per condition (the mean is what counts), PCGrad against the sum."""
+    return pd.DataFrame({"strategy": "PCGrad", "condition": condition or [f"c{i}" for i in range(len(dom))],
+                         "dominance": dom, "conflict_rate": conf, "gain": gain})
+
+
 def test_a_predictor_counts_only_where_its_correlation_is_significant():
     """scipy's exact Pearson test: a clear linear relation over 6 conditions counts, a perfect one over 3
     does not reach p < 0.05 unless it is exact, and a predictor that does not vary says nothing."""
     from scipy.stats import pearsonr
 
-    def frame(dom, conf, gain, condition=None, jitter=0.001):
-        """Two seeds per condition: gain +- jitter on a sum run at 0.6 +- jitter."""
-        cond = condition or [f"c{i}" for i in range(len(dom))]
-        rows = [{"strategy": "PCGrad", "condition": c, "dominance": d, "conflict_rate": k,
-                 "ref_overall": 0.6 + sgn * jitter, "overall": 0.6 + g + 2 * sgn * jitter}
-                for c, d, k, g in zip(cond, dom, conf, gain) for sgn in (-1, 1)]
-        f = pd.DataFrame(rows)
-        return f.assign(gain=f["overall"] - f["ref_overall"])
-
     dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
     conf = [0.4, 0.3, 0.45, 0.35, 0.42, 0.38]
-    s = mechanism.predictor_summary(frame(dom, conf, gain))
+    found = {f"c{i}": i > 0 for i in range(6)}  # c0's gain of 0 is within its spread
+    s = mechanism.predictor_summary(_frame(dom, conf, gain), "PCGrad", found)
     assert s["dominance"]["predicts"] and not s["conflict_rate"]["predicts"]
-    assert s["dominance"]["n"] == 6 and s["dominance"]["beyond_spread"] == 5  # c0's gain 0 is within
+    assert s["dominance"]["n"] == 6 and s["findings"] == 5 and s["no_verdict"] == 0
     assert s["dominance"]["p"] == pytest.approx(pearsonr(dom, gain).pvalue)
-    few = mechanism.predictor_summary(frame(dom[:3], conf[:3], [0.0, 0.02, 0.01]))
+    few = mechanism.predictor_summary(_frame(dom[:3], conf[:3], [0.0, 0.02, 0.01]), "PCGrad", found)
     assert few["dominance"]["n"] == 3 and few["dominance"]["p"] > 0.05 and not few["dominance"]["predicts"]
-    flat = mechanism.predictor_summary(frame([0.7] * 4, conf[:4], gain[:4]))
+    flat = mechanism.predictor_summary(_frame([0.7] * 4, conf[:4], gain[:4]), "PCGrad", found)
     assert math.isnan(flat["dominance"]["r"]) and not flat["dominance"]["predicts"]
-    # the unit is a condition: the seeds of three conditions are three points, each the seeds' mean
-    seeds = frame([0.51, 0.71, 0.91], conf[:3], [0.01, 0.03, 0.05], ["a", "b", "c"])
-    s = mechanism.predictor_summary(seeds)
+    # the unit is a condition: two seeds each of three conditions are three points, each the seeds' mean
+    seeds = _frame([0.5, 0.52, 0.7, 0.72, 0.9, 0.92], conf, [0.0, 0.02, 0.02, 0.04, 0.04, 0.06],
+                   ["a", "a", "b", "b", "c", "c"])
+    s = mechanism.predictor_summary(seeds, "PCGrad", {"a": True, "b": True, "c": True})
     assert s["dominance"]["n"] == 3
     assert s["dominance"]["r"] == pytest.approx(pearsonr([0.51, 0.71, 0.91], [0.01, 0.03, 0.05]).statistic)
 
 
-def test_a_correlation_among_gains_within_the_seed_spread_predicts_nothing():
-    """The same clear relation, with seeds scattered wider than the gains: significant r, no gain beyond
-    the spread (the report's 2-standard-error test), so no predictor counts and the note says why."""
+def test_a_correlation_among_gains_that_are_not_findings_predicts_nothing():
+    """The same clear relation, but no condition's gain is a finding (within the spread, or without a
+    verdict): significant r, and still no predictor counts."""
     dom = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     gain = [0.00, 0.011, 0.019, 0.031, 0.04, 0.046]
-    rows = [{"strategy": "PCGrad", "condition": f"c{i}", "dominance": d, "conflict_rate": 0.4,
-             "ref_overall": 0.6 + sgn * 0.05, "overall": 0.6 + g - sgn * 0.05}
-            for i, (d, g) in enumerate(zip(dom, gain)) for sgn in (-1, 1)]
-    pts = pd.DataFrame(rows)
-    pts["gain"] = pts["overall"] - pts["ref_overall"]
-    assert not any(mechanism.gains_beyond_spread(pts).values())
-    s = mechanism.predictor_summary(pts)
-    assert s["dominance"]["p"] < mechanism.ALPHA and s["dominance"]["beyond_spread"] == 0
-    assert not s["dominance"]["predicts"]
+    none_found = {f"c{i}": (False if i % 2 else None) for i in range(6)}
+    s = mechanism.predictor_summary(_frame(dom, [0.4] * 6, gain), "PCGrad", none_found)
+    assert s["dominance"]["p"] < mechanism.ALPHA and not s["dominance"]["predicts"]
+    assert s["findings"] == 0 and s["no_verdict"] == 3
+
+
+def test_gain_verdicts_follow_the_reports_cells():
+    """A gain is a finding where the report's test says it exceeds the seed spread (every seed of each
+    column), or where the strategy learned and the sum did not (a rescued collapse); not where it is
+    within the spread or the strategy did not learn; no verdict with fewer than 2 seeds."""
+    from minbert_core.report_cells import diff_verdict
+
+    def cell(cond, col, mean, std, n, learned=True):
+        return {"condition": cond, "row": "overall", "metric": "overall", "column": col, "ours": mean, "std": std,
+                "n": n, "learned": learned}
+
+    summary = pd.DataFrame([
+        cell("beyond", "Sum", 0.60, 0.005, 3), cell("beyond", "IMTL-G", 0.65, 0.005, 2),
+        cell("within", "Sum", 0.60, 0.02, 3), cell("within", "IMTL-G", 0.61, 0.02, 3),
+        cell("rescued", "Sum", 0.55, 0.01, 3, learned=False), cell("rescued", "IMTL-G", 0.65, 0.01, 2),
+        cell("both-collapsed", "Sum", 0.55, 0.01, 3, False), cell("both-collapsed", "IMTL-G", 0.56, 0.01, 3, False),
+        cell("one-seed", "Sum", 0.60, 0.01, 2), cell("one-seed", "IMTL-G", 0.70, float("nan"), 1),
+        cell("no-sum", "IMTL-G", 0.7, 0.01, 3)])
+    got = mechanism.gain_verdicts(summary, "IMTL-G")
+    assert got == {"beyond": True, "within": False, "rescued": True, "both-collapsed": False, "one-seed": None}
+    a, b = (summary[(summary["condition"] == "beyond") & (summary["column"] == c)].iloc[0] for c in ("IMTL-G", "Sum"))
+    assert diff_verdict(a, b)[2] == "exceeds the seed spread"  # the same test as the report's

@@ -342,6 +342,9 @@ def test_table5_a_block_per_condition_with_seed_counts_and_differences(tmp_path)
     assert "missing (not complete): t5-cls-sum-seed100, t5-cls-imtl-g, t5-cls-imtl-g-seed21111" in notes
     summary = pd.read_csv(study / "report" / "tables" / "table5_summary.csv")
     assert summary.set_index(["condition", "metric", "column"]).loc[("cls pooling", "sst", "Sum"), "n"] == 2
+    # the mechanism notes: each strategy's predictors, over conditions, with how many of its gains are findings
+    assert re.search(r"PCGrad's gain over Sum against the Sum run's dominance: r = .*; n = \d conditions \(each the "
+                     r"mean over its seeds\), \d with a gain that is a finding", notes)
 
 
 def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch, caplog):

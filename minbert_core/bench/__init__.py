@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
-                    bench_multitask_precision, bench_precision, bench_profile, bench_strategies, bench_utilisation)
+                    bench_precision_study, bench_precision, bench_profile, bench_strategies, bench_utilisation)
 from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
 from .attempts import bench_attempts
 from .ddp import bench_ddp
@@ -124,7 +124,7 @@ PARTS = {
     "precision": ("the training step in fp32 and bf16 autocast, ours and transformers",
                   lambda c, s, r: bench_precision(c, steps=s)),
     "precision_study": ("the study's multi-task step in fp32 and bf16 at 1 and 2 threads",
-                        lambda c, s, r: bench_multitask_precision(c, steps=s)),
+                        lambda c, s, r: bench_precision_study(c, steps=s)),
     "attempts_bf16": ("attempts on the bf16 step: fused QKV, torch.compile, fused AdamW, flash attention",
                       lambda c, s, r: bench_attempts(c, steps=s, precision="bf16")),
     "multitask": ("multi-task step: sum, pcgrad, naive pcgrad", lambda c, s, r: bench_multitask(c, steps=s)),

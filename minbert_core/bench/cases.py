@@ -321,7 +321,7 @@ def bench_multitask(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, ste
     return out
 
 
-def bench_multitask_precision(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10,
+def bench_precision_study(checkpoint: str = "minilm-l6", B: int = 16, T: int = 64, steps: int = 10,
                               warmup: int = 2, threads: tuple[int, ...] = (1, 2)) -> dict:
     """The study's own step (summed loss, 3 tasks x B x T) in fp32 and under bf16 autocast, alternating in
     one process, at each torch thread count in `threads`: a study runs its notebooks at cores/jobs threads

@@ -248,21 +248,32 @@ def _precision(pr: dict, res: dict) -> list[str]:
     return L
 
 
-@_optional("attempts")
-def _attempts(rows: dict, res: dict) -> list[str]:
-    """Section 1b: each speed-up tried on the training step, against transformers, kept or not."""
-    L = ["## 1b. Speed-ups tried on the training step (target: 1.2x transformers)", "",
-         "Each variant is a copy of the default model changed in `minbert_core/bench/attempts.py`, timed "
-         "alternating with transformers in one process. Only what pays would move into the model.", "",
-         *_head("shape", "variant", "ours, s (min / median / max)", "transformers, s",
-                "speed ratio (transformers / variant)")]
+def _attempts_table(rows: list[dict], bf16: bool) -> list[str]:
+    """The table of sections 1b (fp32) and 1d (bf16 autocast): each variant against transformers at the same
+    precision; in bf16 with its share of the bf16 matmul rate, each marked against issue 23's targets."""
+    cols = ["shape", "variant", "ours, s (min / median / max)", f"transformers{' bf16' if bf16 else ''}, s",
+            "speed ratio (transformers / variant)"] + (["GFLOP/s", "share of bf16 matmul"] if bf16 else [])
+    L = _head(*cols)
     for r in rows:
-        if "ours_s" in r:
-            L.append(f"| {r['what']} | {r['variant']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
-                     f"{_mmm(r['speed_ratio'])} |")
-        else:
-            L.append(f"| {r['what']} | {r['variant']} | not measured: {r['note']} | | |")
+        if "ours_s" not in r:
+            L.append(f"| {r['what']} | {r['variant']} | not measured: {r['note']} |" + " |" * (len(cols) - 3))
+            continue
+        line = f"| {r['what']} | {r['variant']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | {_mmm(r['speed_ratio'])}"
+        if bf16:
+            ok = lambda met: "✅" if met else "❌"  # noqa: E731
+            line += (f" {ok(r['speed_ratio']['median'] >= 1.5)} | {r['gflops']:.0f} | "
+                     f"{r['share_bf16_matmul']:.0%} {ok(r['share_bf16_matmul'] >= 0.5)}")
+        L.append(line + " |")
     return L + [""]
+
+
+@_optional("attempts")
+def _attempts(rows: list[dict], res: dict) -> list[str]:
+    """Section 1b: each speed-up tried on the training step, against transformers, kept or not."""
+    return ["## 1b. Speed-ups tried on the training step (target: 1.2x transformers)", "",
+            "Each variant is a copy of the default model changed in `minbert_core/bench/attempts.py`, timed "
+            "alternating with transformers in one process. Only what pays would move into the model.", "",
+            *_attempts_table(rows, bf16=False)]
 
 
 @_optional("precision_study")
@@ -278,23 +289,13 @@ def _precision_study(d: dict, res: dict) -> list[str]:
 
 
 @_optional("attempts_bf16")
-def _attempts_bf16(rows: dict, res: dict) -> list[str]:
+def _attempts_bf16(rows: list[dict], res: dict) -> list[str]:
     """Section 1d: each speed-up tried on the bf16 autocast step, against transformers under bf16 autocast
     (issue 23's targets: >= 1.5x transformers bf16, >= 50% of the measured bf16 matmul rate)."""
-    L = [*_title("1d. Speed-ups tried on the bf16 step (targets: 1.5x transformers bf16, 50% of bf16 matmul)"),
-         "Both sides under bf16 autocast, alternating in one process; each variant a copy of the default model "
-         "changed in `minbert_core/bench/attempts.py` (whose docstring says what each changes). Only what pays "
-         "would move into the model.", "",
-         *_head("shape", "variant", "ours, s (min / median / max)", "transformers bf16, s",
-                "speed ratio (transformers / variant)", "GFLOP/s", "share of bf16 matmul")]
-    for r in rows:
-        if "ours_s" in r:
-            ok = "✅" if r["speed_ratio"]["median"] >= 1.5 else "❌"
-            L.append(f"| {r['what']} | {r['variant']} | {_mmm(r['ours_s'])} | {_mmm(r['transformers_s'])} | "
-                     f"{_mmm(r['speed_ratio'])} {ok} | {r['gflops']:.0f} | {r['share_bf16_matmul']:.0%} |")
-        else:
-            L.append(f"| {r['what']} | {r['variant']} | not measured: {r['note']} | | | | |")
-    return L + [""]
+    return [*_title("1d. Speed-ups tried on the bf16 step (targets: 1.5x transformers bf16, 50% of bf16 matmul)"),
+            "Both sides under bf16 autocast, alternating in one process; each variant a copy of the default model "
+            "changed in `minbert_core/bench/attempts.py` (whose docstring says what each changes). Only what pays "
+            "would move into the model.", "", *_attempts_table(rows, bf16=True)]
 
 
 @_optional("study_jobs")
