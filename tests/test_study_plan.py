@@ -175,13 +175,18 @@ def test_table5_positive_control_on_sst_head_is_planned_like_the_other_condition
     tied = {n: r for n, r in runs.items() if n.startswith("t5-control-tied-")}
     assert sorted(tied) == sorted(f"t5-control-tied-{s}{seed}" for s in ("sum", "pcgrad", "imtl-g")
                                   for seed in ("", "-seed21111", "-seed100"))
-    assert {r.row for r in tied.values()} == {"positive control: + SST reversed on SST's head"}
+    assert {r.row for r in tied.values()} == {"positive control: + SST reversed on SST's head (bf16)"}
     assert {r.compare_to for r in tied.values()} == {None, "t5-control-tied-sum"}
     for name, r in tied.items():
         own = runs[name.replace("t5-control-tied-", "t5-control-")].params
         diff = {k for k in own if own[k] != r.params[k]}
-        assert diff == {"tasks", "run_id"} and r.params["tasks"] == "sst,para,sts,sst_rev_tied", (name, diff)
+        assert diff == {"tasks", "run_id", "precision"} and r.params["tasks"] == "sst,para,sts,sst_rev_tied", (name, diff)
     rows = list(dict.fromkeys(r.row for r in runs.values()))
-    assert rows[-1] == "positive control: + SST reversed on SST's head"  # after the existing conditions
+    assert rows[-1] == "positive control: + SST reversed on SST's head (bf16)"  # after the existing conditions
+    # the conditions not run before Table 6 checked bf16 run in it, and say so in their row; the others stay fp32
+    for r in runs.values():
+        bf16 = r.params.get("precision") == "bf16"
+        assert bf16 == r.row.endswith("(bf16)") and bf16 == any(
+            k in r.name for k in ("-cross-", "-sts05-", "-lr1e-5-", "-control-tied-")), r.name
     for profile in ("smoke", "quick", "strategies", "full", "paper"):
         assert not any(r.table == 5 for r in expand(plan, profile, tmp_path)), profile
