@@ -106,17 +106,24 @@ def test_ddp_bench_runs_both_settings_and_renders(tiny_checkpoint):
     assert f"(3, {d['shared_params']:,})" in text and "2 processes" in text
 
 
-def test_fused_qkv_attempt_computes_what_the_model_computes(tiny_checkpoint):
-    from minbert_core.bench.attempts import fused_qkv
+def _variant_matches_in_eval(checkpoint, make_variant):
+    """(model, its variant): the variant computes the model's hidden states in eval, on a padded batch."""
     from minbert_core.model import BertModel
 
-    ours = BertModel.from_pretrained(tiny_checkpoint).eval()
+    ours = BertModel.from_pretrained(checkpoint).eval()
     ids = torch.randint(0, ours.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(0))
     am = torch.ones_like(ids)
     am[1, 5:] = 0
-    fused = fused_qkv(ours)
+    variant = make_variant(ours)
     with torch.no_grad():
-        assert torch.allclose(ours(ids, am).last_hidden_state, fused(ids, am).last_hidden_state, atol=1e-5)
+        assert torch.allclose(ours(ids, am).last_hidden_state, variant(ids, am).last_hidden_state, atol=1e-5)
+    return ours, variant, ids, am
+
+
+def test_fused_qkv_attempt_computes_what_the_model_computes(tiny_checkpoint):
+    from minbert_core.bench.attempts import fused_qkv
+
+    _, fused, ids, am = _variant_matches_in_eval(tiny_checkpoint, fused_qkv)
     fused.train()
     fused(ids, am).pooler_output.sum().backward()  # its gradients reach the three original projections
     attn = fused.encoder.layer[0].attention.self
@@ -231,15 +238,9 @@ def test_flash_attention_attempt_takes_sdpa_without_attention_dropout(tiny_check
     from torch.profiler import profile
 
     from minbert_core.bench.attempts import flash_attention
-    from minbert_core.model import BertModel, BertSelfAttention
+    from minbert_core.model import BertSelfAttention
 
-    ours = BertModel.from_pretrained(tiny_checkpoint).eval()
-    ids = torch.randint(0, ours.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(0))
-    am = torch.ones_like(ids)
-    am[1, 5:] = 0
-    flash = flash_attention(ours)
-    with torch.no_grad():
-        assert torch.allclose(ours(ids, am).last_hidden_state, flash(ids, am).last_hidden_state, atol=1e-5)
+    ours, flash, ids, am = _variant_matches_in_eval(tiny_checkpoint, flash_attention)
     attn = [m for m in flash.modules() if isinstance(m, BertSelfAttention)]
     assert attn and all(m.dropout.p == 0.0 and m.impl == "sdpa" for m in attn)
     assert all(m.dropout.p > 0 for m in ours.modules() if isinstance(m, BertSelfAttention))  # the original kept

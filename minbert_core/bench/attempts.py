@@ -37,15 +37,20 @@ def _fused_qkv_forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torc
     return y.transpose(1, 2).reshape(B, T, C)
 
 
-def fused_qkv(model):
-    """A copy of `model` whose attention layers project Q, K and V in one matrix product."""
+def _with_attention_changed(model, change):
+    """A copy of `model` with `change(module)` applied to each of its self-attention modules."""
     from ..model import BertSelfAttention
 
     m = copy.deepcopy(model)
     for mod in m.modules():
         if isinstance(mod, BertSelfAttention):
-            mod.forward = types.MethodType(_fused_qkv_forward, mod)
+            change(mod)
     return m
+
+
+def fused_qkv(model):
+    """A copy of `model` whose attention layers project Q, K and V in one matrix product."""
+    return _with_attention_changed(model, lambda mod: setattr(mod, "forward", types.MethodType(_fused_qkv_forward, mod)))
 
 
 def compiled(model):
@@ -58,13 +63,10 @@ def compiled(model):
 def flash_attention(model):
     """A copy of `model` whose self-attention takes SDPA's fused CPU kernel in training: attention-probability
     dropout off (torch 2.13's CPU flash kernel has no dropout; with it SDPA falls back to its math path)."""
-    from ..model import BertSelfAttention
+    def change(mod):
+        mod.impl, mod.dropout.p = "sdpa", 0.0
 
-    m = copy.deepcopy(model)
-    for mod in m.modules():
-        if isinstance(mod, BertSelfAttention):
-            mod.impl, mod.dropout.p = "sdpa", 0.0
-    return m
+    return _with_attention_changed(model, change)
 
 
 def bench_attempts(checkpoint: str = "minilm-l6", shapes=((32, 64), (32, 128)), steps: int = 8,
