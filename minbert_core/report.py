@@ -37,6 +37,17 @@ class TableContext:
     number: int
     records: StudyRecords
     cells: list[Cell]
+    paper: dict = field(default_factory=dict)  # the paper's numbers for the table (its TableSpec's)
+    _frames: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def frames(self, condition: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(metric_rows' long frame of the cells, its summary over seeds), per condition (the plan's row)
+        where `condition`: built once per table, read by its layout, notes and figures (not to be changed)."""
+        if condition not in self._frames:
+            df = metric_rows(self.cells, self.paper, condition=condition)
+            by = ("condition", "row", "metric", "column") if condition else ("row", "metric", "column")
+            self._frames[condition] = (df, summarize(df, by))
+        return self._frames[condition]
 
     @property
     def study(self) -> dict:
@@ -199,8 +210,7 @@ def settings_layout(ctx: TableContext, spec: TableSpec, tables_dir: Path) -> str
 def metrics_layout(ctx: TableContext, spec: TableSpec, tables_dir: Path) -> str:
     """Tables 2-4's layout: a column per model, a row per metric, mean ± std over seeds (paper); each
     compare_to weighed against the seed spread."""
-    df = metric_rows(ctx.cells, spec.paper)
-    summary = summarize(df)
+    df, summary = ctx.frames()
     atomic_write_text(tables_dir / f"table{ctx.number}.csv", df.to_csv(index=False))
     atomic_write_text(tables_dir / f"table{ctx.number}_summary.csv", summary.to_csv(index=False))
     variants = variant_notes(variant_labels(ctx.cells, lambda e, r: e["column"]), "column")
@@ -228,8 +238,7 @@ def _condition_block(ctx: TableContext, cond: str, df: pd.DataFrame, summary: pd
 def conditions_layout(ctx: TableContext, spec: TableSpec, tables_dir: Path) -> str:
     """Table 5's layout: per condition (the plan's row) a block of strategies (columns) x tasks, overall
     and seeds (rows), mean ± std over seeds, and each compare_to weighed against the seed spread."""
-    df = metric_rows(ctx.cells, spec.paper, condition=True)
-    summary = summarize(df, ("condition", "row", "metric", "column"))
+    df, summary = ctx.frames(condition=True)
     atomic_write_text(tables_dir / f"table{ctx.number}.csv", df.to_csv(index=False))
     atomic_write_text(tables_dir / f"table{ctx.number}_summary.csv", summary.to_csv(index=False))
     out = [f"**{spec.caption}** — per condition, each cell: ours, mean ± std over seeds", ""]
@@ -272,11 +281,11 @@ def metrics_figure(name: str) -> Callable[[TableContext, TableSpec], dict]:
     def draw(ctx: TableContext, spec: TableSpec) -> dict:
         from . import plots
 
-        df = metric_rows(ctx.cells, spec.paper)
+        df, summary = ctx.frames()
         ours = df[df["ours"].notna()].rename(columns={"column": "model", "ours": "value"})
         if not len(ours):
             return {}
-        ref = summarize(df).rename(columns={"column": "model", "paper": "value"}) if spec.paper else None
+        ref = summary.rename(columns={"column": "model", "paper": "value"}) if spec.paper else None
         return {name.format(n=ctx.number): plots.dev_metrics(_displayed(ours), ref if ref is None else _displayed(ref))}
     return draw
 
@@ -308,7 +317,7 @@ def dev_curves_figure(by_condition: bool = False) -> Callable[[TableContext, Tab
     def draw(ctx: TableContext, spec: TableSpec) -> dict:
         from . import plots
 
-        dev = dev_frame(ctx, metric_rows(ctx.cells, spec.paper, condition=by_condition))
+        dev = dev_frame(ctx, ctx.frames(by_condition)[0])
         return {f"table{ctx.number}_dev_curves": plots.dev_curves(dev)} if len(dev) else {}
     return draw
 
@@ -338,13 +347,12 @@ def differences_figure(by_condition: bool = False) -> Callable[[TableContext, Ta
     def draw(ctx: TableContext, spec: TableSpec) -> dict:
         from . import plots
 
-        df = metric_rows(ctx.cells, spec.paper, condition=by_condition)
+        df, summary = ctx.frames(by_condition)
         if not len(df):
             return {}
         if not by_condition:
-            diffs, points = difference_frames(ctx.entries, df, summarize(df))
+            diffs, points = difference_frames(ctx.entries, df, summary)
         else:
-            summary = summarize(df, ("condition", "row", "metric", "column"))
             frames = [difference_frames([e for e in ctx.entries if e.get("row") == c], df[df["condition"] == c],
                                         summary[summary["condition"] == c], c) for c in dict.fromkeys(df["condition"])]
             diffs, points = (pd.concat([f[i] for f in frames], ignore_index=True) for i in (0, 1))
@@ -364,8 +372,7 @@ def mechanism_notes(ctx: TableContext) -> list[str]:
     """Per condition, the telemetry of its summed-loss runs, and which explanation predicts the gains."""
     from . import mechanism
 
-    summary = summarize(metric_rows(ctx.cells, {}, condition=True), ("condition", "row", "metric", "column"))
-    return mechanism.condition_notes(ctx.study, ctx.records.runs, summary, ctx.number)
+    return mechanism.condition_notes(ctx.study, ctx.records.runs, ctx.frames(condition=True)[1], ctx.number)
 
 
 # --- the registry -----------------------------------------------------------------------------------------------
@@ -425,14 +432,24 @@ def _check_placed(ctx: TableContext, spec: TableSpec) -> None:
                              f"its plan entry must give one (the table places its runs by {', '.join(spec.needs)})")
 
 
-def build_tables(records: StudyRecords, tables_dir: Path) -> dict[int, str]:
+def table_contexts(records: StudyRecords) -> dict[int, TableContext]:
+    """Each planned table's context, by number. A plan entry without the row or column its table needs is
+    a ValueError naming it."""
+    contexts = {}
+    for n in planned_tables(records.study):
+        contexts[n] = TableContext(n, records, table_cells(records.study, records.runs, n), TABLES[n].paper)
+        _check_placed(contexts[n], TABLES[n])
+    return contexts
+
+
+def build_tables(records: StudyRecords, tables_dir: Path,
+                 contexts: dict[int, TableContext] | None = None) -> dict[int, str]:
     """Write every planned table's CSVs and Markdown (and report.md, all of them); returns the Markdown.
-    A plan entry without the row or column its table needs is a ValueError naming it."""
+    `contexts`: table_contexts(records), if the caller has them. A plan entry without the row or column
+    its table needs is a ValueError naming it."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     md = {}
-    for n in planned_tables(records.study):
-        ctx = TableContext(n, records, table_cells(records.study, records.runs, n))
-        _check_placed(ctx, TABLES[n])
+    for n, ctx in (table_contexts(records) if contexts is None else contexts).items():
         md[n] = TABLES[n].layout(ctx, TABLES[n], tables_dir)
         atomic_write_text(tables_dir / f"table{n}.md", md[n])
     claims = _claims_section(records)
@@ -462,11 +479,11 @@ def build_report(study_dir: str | Path, report_dir: str | Path) -> dict[str, lis
     records = load_study(study_dir)
     report_dir = Path(report_dir)
     tables_dir = report_dir / "tables"
-    md = build_tables(records, tables_dir)
+    contexts = table_contexts(records)
+    build_tables(records, tables_dir, contexts)
     written: dict[str, list[str]] = {"tables": [], "figures": []}
-    for n in md:
+    for n, ctx in contexts.items():
         written["tables"] += [str(tables_dir / f"table{n}.csv"), str(tables_dir / f"table{n}.md")]
-        ctx = TableContext(n, records, table_cells(records.study, records.runs, n))
         for draw in TABLES[n].figures:
             for name, fig in draw(ctx, TABLES[n]).items():
                 written["figures"] += plots.save(fig, report_dir, name)

@@ -394,12 +394,13 @@ def test_table1_refuses_an_accuracy_above_one_naming_the_run(tmp_path):
 def test_every_multitask_table_draws_its_seeds_dev_curves_and_differences(tmp_path):
     """Tables 2 and 5 from the committed cpu records: the figures the registry lists, with every seed drawn
     and the differences equal to the table's (same numbers as its notes)."""
-    from minbert_core.report import TABLES, TableContext, difference_frames, metric_rows, summarize, table_cells
+    from minbert_core.report import TABLES, difference_frames, metric_rows, summarize, table_contexts
 
     records = load_study(copy_study(tmp_path / "s", tables=(2, 5)))
     figs = {}
-    for n in (2, 5):
-        ctx = TableContext(n, records, table_cells(records.study, records.runs, n))
+    contexts = table_contexts(records)
+    assert list(contexts) == [2, 5]
+    for n, ctx in contexts.items():
         for draw in TABLES[n].figures:
             figs.update(draw(ctx, TABLES[n]))
     assert {"dev_metrics", "table2_dev_curves", "table2_differences", "table5_dev_curves",
