@@ -121,21 +121,31 @@ SETTINGS = [("checkpoint", "encoder"), ("mode", "mode"), ("lr_finetune", "lr fin
             ("lr_pretrain", "lr frozen"), ("batch_size", "batch"), ("epochs", "epochs"),
             ("epoch_rule", "epoch rule"), ("steps_per_epoch", "steps/epoch"), ("head_dropout", "head dropout"),
             ("pooling", "pooling"), ("pair_encoding", "pair encoding"), ("max_length", "max length"),
-            ("loss_weights", "loss weights"), ("lstm", "bi-LSTM"), ("task_layers", "task layers")]
+            ("loss_weights", "loss weights"), ("lstm", "bi-LSTM"), ("task_layers", "task layers"),
+            ("precision", "precision")]
+
+
+def _resolved(r: RunRecord, key: str) -> str:
+    """A setting as the run resolved it: steps per epoch from the epoch rule ('?' in a record without it),
+    `auto` precision to fp32 or bf16 (a record from before `auto` gives its configured precision)."""
+    fallback = r.cfg.get(key, "?") if key == "precision" else "?"
+    return str(r.config.get("resolved", {}).get(key, fallback))
 
 
 def settings_text(recs: list[RunRecord]) -> str:
-    """What every run of a table used; a setting that varies lists its values."""
+    """What every run of a table used, and the processor it ran on; a setting that varies lists its values."""
     parts = []
     for key, label in SETTINGS:
         vals = list(dict.fromkeys(str(r.cfg.get(key, "")) for r in recs))
-        if key == "steps_per_epoch":
-            vals = list(dict.fromkeys(str(r.config.get("resolved", {}).get("steps_per_epoch", "?")) for r in recs))
+        if key in ("steps_per_epoch", "precision"):
+            vals = list(dict.fromkeys(_resolved(r, key) for r in recs))
         if key == "loss_weights":
             vals = [v or "none (plain sum)" for v in vals]
         parts.append(f"{label} {'/'.join(vals)}" + (" (varies)" if len(vals) > 1 else ""))
     drawn = list(dict.fromkeys(str(r.metrics.get("steps", 0) * r.cfg.get("batch_size", 0)) for r in recs))
     parts.append(f"training examples drawn per task (steps × batch) {'/'.join(drawn)}")
+    devices = dict.fromkeys(r.config.get("environment", {}).get("device_name", "not recorded") for r in recs)
+    parts.append(f"processor {'/'.join(devices)}" + (" (varies)" if len(devices) > 1 else ""))
     return ", ".join(parts)
 
 

@@ -132,6 +132,22 @@ def cell(md: str, row: str, column: int) -> str:
     return line.split(" | ")[column].strip(" |")
 
 
+def test_the_notes_give_each_runs_resolved_precision_and_processor(tmp_path):
+    """`auto` is reported as what it resolved to; a record from before precision existed (a boolean `bf16`,
+    no processor) reads as its configured fp32 and 'not recorded'."""
+    study = copy_study(tmp_path / "s")
+    notes = tables(study)[2]
+    assert "precision fp32," in notes and "processor not recorded" in notes  # the committed Table 2: before both
+    run = study / "t2-sum-seed21111"
+    c = json.loads((run / "config.json").read_text())
+    del c["config"]["bf16"]  # the old boolean, renamed
+    c["config"]["precision"], c["resolved"]["precision"] = "auto", "bf16"
+    c["environment"]["device_name"] = "Some CPU with AMX"
+    (run / "config.json").write_text(json.dumps(c))
+    notes = tables(study)[2]
+    assert "precision fp32/bf16 (varies)" in notes and "processor not recorded/Some CPU with AMX (varies)" in notes
+
+
 @pytest.mark.parametrize("raw", ["null", "NaN", "Infinity", "-Infinity", '"0.44"', "[0.44]"])
 def test_a_missing_or_non_finite_metric_is_left_out_and_its_cell_says_how_many_seeds(tmp_path, raw):
     study = copy_study(tmp_path / "s")
@@ -411,8 +427,8 @@ def test_every_multitask_table_draws_its_seeds_dev_curves_and_differences(tmp_pa
     t5_runs = [n for n, r in records.runs.items() if n.startswith("t5-")]  # the committed study grows
     metrics = sum(len(r.cfg["tasks"]) + 1 for n, r in records.runs.items() if n.startswith("t5-"))  # + overall
     assert t5_runs and len(curves) == metrics and all(len(ln.get_xdata()) == 3 for ln in curves)  # 3 dev rows
-    ctx = TableContext(2, records, table_cells(records.study, records.runs, 2))
-    df = metric_rows(ctx.cells, TABLES[2].paper)
+    ctx = contexts[2]
+    df = metric_rows(ctx.cells, TABLES[2].paper)  # built afresh: the figures' shared frames are these numbers
     d, p = difference_frames(ctx.entries, df, summarize(df))
     md = build_tables(records, tmp_path / "tables")[2]
     for key in ("sst", "para", "sts", "overall"):  # the figure's numbers are the table's
