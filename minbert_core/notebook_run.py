@@ -5,13 +5,13 @@ cluster task (minbert_core.cluster) both run their notebooks through `run_entry`
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from .atomic import atomic_write_text
+from .resume import finished_without_state
 from .runs import inside
 from .lifeline import wrap
 
@@ -67,20 +67,14 @@ def error_text(e: Exception) -> str:
     return f"{ename}: {evalue}".strip()
 
 
-def _finished(run_dir: Path) -> bool:
-    """A training run that completed (its last.pt is removed then), stopped before its `.complete`."""
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
 def run_entry(notebook: str, folder: str, params: dict, kernel: str, name: str) -> tuple[str, str | None, float]:
     """Execute one plan entry (notebook `name`) into `folder`; returns (status, error, seconds). Never
     raises for a failing notebook: each is reported, none stops the study."""
     folder_p = Path(folder)
     params = dict(params)
-    if name in TRAINING_NOTEBOOKS and ((folder_p / "checkpoints" / "last.pt").is_file() or _finished(folder_p)):
+    # a run stopped before its `.complete`: mid-training (its last.pt), or finished (last.pt removed then)
+    if name in TRAINING_NOTEBOOKS and ((folder_p / "checkpoints" / "last.pt").is_file()
+                                       or finished_without_state(folder_p)):
         params["resume"] = True  # interrupted earlier: continue from the checkpoint (a finished run: report it)
     t0 = time.perf_counter()
     try:

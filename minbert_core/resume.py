@@ -93,8 +93,11 @@ def check_resume(cfg: "TrainConfig", run_dir: Path) -> None:
 
 
 def finished_without_state(run_dir: Path) -> bool:
-    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do."""
-    metrics = run_dir / "metrics.json"
-    if (run_dir / "checkpoints" / "last.pt").is_file() or not metrics.is_file():
+    """A finished run whose last.pt was removed (keep_last off): resuming it has nothing left to do. A
+    metrics.json that is missing or unreadable (cut short) is not a finished run."""
+    if (run_dir / "checkpoints" / "last.pt").is_file():
         return False
-    return json.loads(metrics.read_text()).get("status") == "complete"
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):  # AttributeError: JSON that is not an object
+        return False

@@ -198,6 +198,11 @@ def test_a_study_reruns_a_finished_run_missing_its_marker_as_a_resume(tmp_path, 
     seen.clear()
     _run_entry("nb.ipynb", str(folder), {}, "k", "02_multitask")
     assert "resume" not in seen
+    for damaged in ('{"status": "compl', "[1]"):  # cut short, or not an object: not a finished run, no error here
+        (folder / "metrics.json").write_text(damaged)
+        seen.clear()
+        assert _run_entry("nb.ipynb", str(folder), {}, "k", "02_multitask")[0] == "complete"
+        assert "resume" not in seen
 
 
 def test_an_old_runs_best_pt_still_loads(tmp_path, data_root):
