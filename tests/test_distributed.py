@@ -12,9 +12,10 @@ from minbert_core.distributed import Dist
 from minbert_core.train import TrainConfig, train
 
 # sum and PCGrad, and one of each kind of state or input the others add: a solver on the Gram matrix
-# (cagrad), EMA state (gradvac), the losses (dwa) and parameters of its own (uncertainty). The rest
-# (mgda-ub, imtl-g, aligned-mtl, nash-mtl) combine the same all-reduced G the way cagrad does.
-STRATEGIES = ["sum", "pcgrad", "cagrad", "gradvac", "dwa", "uncertainty"]
+# (cagrad), EMA state (gradvac), the losses (dwa), parameters of its own (uncertainty), and parameters
+# learned from the Gram matrix against the first step's losses (gradnorm). The rest (mgda-ub, imtl-g,
+# aligned-mtl, nash-mtl, upgrad) combine the same all-reduced G the way cagrad does.
+STRATEGIES = ["sum", "pcgrad", "cagrad", "gradvac", "dwa", "uncertainty", "gradnorm"]
 
 
 def _common(tmp_path, data_root) -> dict:
