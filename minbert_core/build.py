@@ -143,14 +143,14 @@ def build_model(cfg, device) -> MultitaskBert:
 
 
 def build_optimizer(cfg, model: MultitaskBert, extra: list) -> AdamW:
-    """AdamW with the encoder at the mode's rate and the new layers (heads, bi-LSTM, and what the
-    strategy learns itself, `extra`) at the heads' rate."""
+    """AdamW with the encoder at the mode's rate, the new layers (heads, bi-LSTM) at the heads' rate, and
+    what the strategy learns itself (`extra`) at lr_task_weights (0: the heads' rate)."""
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
     new = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
     groups = [{"params": enc, "lr": cfg.lr}] if enc else []
     groups.append({"params": new, "lr": cfg.head_lr})
     if extra:  # a strategy's own weights (log-variances, GradNorm's w) are not decayed: decay would pull
-        groups.append({"params": extra, "lr": cfg.head_lr, "weight_decay": 0.0})  # them towards 0 (Kendall)
+        groups.append({"params": extra, "lr": cfg.task_weights_lr, "weight_decay": 0.0})  # them to 0 (Kendall)
     return AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 

@@ -46,6 +46,10 @@ class TrainConfig:
         "learning rate of the layers trained from scratch (heads, bi-LSTM) when fine-tuning; 0 = "
         "lr_finetune (the original project: one rate). A fresh bi-LSTM at an encoder's fine-tuning "
         "rate learns too slowly")
+    lr_task_weights: float = _f(0.0,
+        "learning rate of the task weights a strategy learns itself (GradNorm's w, uncertainty weighting's "
+        "log-variances); 0 = the heads' rate. Adam moves a weight by about its rate a step, so at an "
+        "encoder's fine-tuning rate GradNorm's weights barely leave 1 in a few hundred steps")
     weight_decay: float = _f(0.0, "AdamW decoupled weight decay")
     epochs: int = _f(10, "passes, as counted by epoch_rule")
     batch_size: int = _f(8, "examples per task per step")
@@ -82,7 +86,8 @@ class TrainConfig:
     precision: str = _f("fp32",
         "fp32 | bf16 (bf16 autocast: weights and optimizer state stay fp32) | auto (bf16 where the device "
         "multiplies bf16 natively: CUDA with bf16, a CPU with AMX or AVX512-BF16; else fp32). fp32 is the "
-        "default until the study's bf16-against-fp32 check (the cpu profile's Table 6) is complete")
+        "default, so that one command gives one arithmetic on any machine; the cpu profile's Table 6 found "
+        "bf16 moving no score beyond the seed spread")
     runs_dir: str = _f("runs", "parent folder of run folders")
     run_id: str = _f("", "run folder name ("" = <time>-<strategy>-<tasks>)")
     data_dir: str = _f("", "data folder ("" = $MINBERT_DATA or ./data)")
@@ -93,7 +98,7 @@ class TrainConfig:
         # upper bounds: what no run means (an AdamW rate above 1, an overall score above 1, a seed numpy
         # refuses), so that a typo fails here, naming the key, not as a non-finite loss at step 1
         ranges = {"target_overall": (0.0, 1.0), "time_budget_s": (0.0, 1e7), "lr_pretrain": (0.0, 1.0),
-                  "lr_finetune": (0.0, 1.0), "lr_head": (0.0, 1.0), "weight_decay": (0.0, 10.0),
+                  "lr_finetune": (0.0, 1.0), "lr_head": (0.0, 1.0), "lr_task_weights": (0.0, 1.0), "weight_decay": (0.0, 10.0),
                   "seed": (0, 2**32 - 1), "task_layers": (0, None), "task_hidden": (1, None),
                   "steps_per_epoch": (0, None), "telemetry_every": (0, None), "checkpoint_every": (0, None)}
         for key, (lo, hi) in ranges.items():
@@ -146,6 +151,11 @@ class TrainConfig:
     def head_lr(self) -> float:
         """The learning rate of the heads and the bi-LSTM."""
         return self.lr_head if self.mode == "finetune" and self.lr_head > 0 else self.lr
+
+    @property
+    def task_weights_lr(self) -> float:
+        """The learning rate of a strategy's own task weights."""
+        return self.lr_task_weights if self.lr_task_weights > 0 else self.head_lr
 
     def weight(self, task: str) -> float:
         """The task's loss weight (1 unless loss_weights names it)."""

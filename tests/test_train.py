@@ -367,6 +367,19 @@ def test_lr_head_trains_new_layers_faster(tmp_path, data_root):
     assert [g["lr"] for g in same.optimizer.param_groups] == [1e-4, 1e-4]  # 0: one rate, as the original
 
 
+def test_a_strategys_own_weights_get_lr_task_weights_else_the_heads_rate(tmp_path, data_root):
+    """GradNorm's w (and uncertainty's log-variances) in a group of their own, undecayed, at lr_task_weights;
+    at 0 they keep the heads' rate, as every run before the setting did."""
+    own = Trainer(_cfg(tmp_path, data_root, strategy="gradnorm", lr_finetune=1e-4, lr_head=1e-3,
+                       lr_task_weights=1e-2, weight_decay=0.01), tmp_path / "w")
+    enc, new, weights = own.optimizer.param_groups
+    assert (enc["lr"], new["lr"], weights["lr"], weights["weight_decay"]) == (1e-4, 1e-3, 1e-2, 0.0)
+    assert [id(p) for p in weights["params"]] == [id(p) for p in own.strategy.parameters()]
+    default = Trainer(_cfg(tmp_path, data_root, strategy="uncertainty", lr_finetune=1e-4, lr_head=1e-3),
+                      tmp_path / "d")
+    assert [g["lr"] for g in default.optimizer.param_groups] == [1e-4, 1e-3, 1e-3]
+
+
 def test_bf16_autocast_on_cpu(tmp_path, data_root):
     """bf16 autocast runs on the CPU too, so its code path is tested where there is no GPU."""
     def first_losses(**kw):
