@@ -27,7 +27,11 @@ def check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     if resume:
         check_resume(cfg, run_dir)
     elif (run_dir / "metrics.json").is_file():
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+        try:
+            status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+        except (ValueError, AttributeError):  # cut short, or JSON that is not an object
+            raise ValueError(f"{run_dir / 'metrics.json'} is damaged (not a JSON object); the folder holds no "
+                             "readable run record: delete it to start again, or choose another --run-id") from None
         if status == "diverged":
             raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
                              "start again, or choose another --run-id")

@@ -182,6 +182,11 @@ def test_resuming_a_completed_run_reports_it_and_changes_nothing(tmp_path, data_
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
     with pytest.raises(ValueError, match="already holds a finished run"):  # without --resume, as before
         train(cfg)
+    for damaged in ('{"status": "compl', "[1]"):  # a cut-short or non-object record: named, nothing overwritten
+        (run / "metrics.json").write_text(damaged)
+        with pytest.raises(ValueError, match=r"metrics\.json is damaged \(not a JSON object\)"):
+            train(cfg)
+        assert (run / "metrics.json").read_text() == damaged
 
 
 def test_a_study_reruns_a_finished_run_missing_its_marker_as_a_resume(tmp_path, monkeypatch):
