@@ -37,7 +37,7 @@ class TableContext:
     number: int
     records: StudyRecords
     cells: list[Cell]
-    paper: dict = field(default_factory=dict)  # the paper's numbers for the table (its TableSpec's)
+    paper: dict  # the paper's numbers for the table (its TableSpec's; {} where it has none)
     _frames: dict = field(default_factory=dict, repr=False, compare=False)
 
     def frames(self, condition: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -118,7 +118,8 @@ def metrics_markdown(summary: pd.DataFrame, columns: list[str], caption: str, no
 
 
 SETTINGS = [("checkpoint", "encoder"), ("mode", "mode"), ("lr_finetune", "lr fine-tune"),
-            ("lr_pretrain", "lr frozen"), ("batch_size", "batch"), ("epochs", "epochs"),
+            ("lr_pretrain", "lr frozen"), ("lr_head", "lr heads (0: lr fine-tune)"),
+            ("lr_task_weights", "lr task weights (0: lr heads)"), ("batch_size", "batch"), ("epochs", "epochs"),
             ("epoch_rule", "epoch rule"), ("steps_per_epoch", "steps/epoch"), ("head_dropout", "head dropout"),
             ("pooling", "pooling"), ("pair_encoding", "pair encoding"), ("max_length", "max length"),
             ("loss_weights", "loss weights"), ("lstm", "bi-LSTM"), ("task_layers", "task layers"),
@@ -144,7 +145,8 @@ def settings_text(recs: list[RunRecord]) -> str:
         parts.append(f"{label} {'/'.join(vals)}" + (" (varies)" if len(vals) > 1 else ""))
     drawn = list(dict.fromkeys(str(r.metrics.get("steps", 0) * r.cfg.get("batch_size", 0)) for r in recs))
     parts.append(f"training examples drawn per task (steps × batch) {'/'.join(drawn)}")
-    devices = dict.fromkeys(r.config.get("environment", {}).get("device_name", "not recorded") for r in recs)
+    envs = [r.config.get("environment", {}) for r in recs]  # older GPU records named theirs `gpu`
+    devices = dict.fromkeys(e.get("device_name") or e.get("gpu") or "not recorded" for e in envs)
     parts.append(f"processor {'/'.join(devices)}" + (" (varies)" if len(devices) > 1 else ""))
     return ", ".join(parts)
 

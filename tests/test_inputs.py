@@ -138,7 +138,7 @@ def test_a_test_row_without_an_id_is_an_error_naming_its_line(tmp_path):
 
 @pytest.mark.parametrize("key,value", [
     ("lr_finetune", "nan"), ("lr_finetune", float("nan")), ("lr_finetune", 1e308), ("lr_pretrain", "inf"),
-    ("lr_head", float("-inf")), ("weight_decay", "1e400"), ("weight_decay", 1e6), ("time_budget_s", float("inf")),
+    ("lr_head", float("-inf")), ("lr_task_weights", float("nan")), ("lr_task_weights", 2.0), ("weight_decay", "1e400"), ("weight_decay", 1e6), ("time_budget_s", float("inf")),
     ("target_overall", float("nan")), ("target_overall", 2.0), ("head_dropout", "nan"),
     ("encoder_dropout", float("nan")), ("lr_finetune", 10**400), ("seed", 2**40)])
 def test_non_finite_or_absurd_numbers_are_refused_naming_the_key(key, value):
