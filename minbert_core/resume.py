@@ -80,6 +80,14 @@ def check_resume(cfg: "TrainConfig", run_dir: Path) -> None:
         was, given = saved.get(k), now.get(k)
         if was == given or (k in MAY_CHANGE and not (k == "epochs" and given < was)):
             continue
+        if k == "precision":
+            resolved, arithmetic = _same_arithmetic(run_dir, was, given, now["device"])
+            if resolved == arithmetic:
+                continue
+            given = f"{given} ({arithmetic} here)" if given == "auto" else given
+            was = f"{was} ({resolved})" if was == "auto" else was
+            bad.append(f"{k} ({flag(k)}: recorded {was}, given {given})")
+            continue
         bad.append(f"{k} ({flag(k)}: recorded {was!r}, given {given!r})")
     if bad:
         allowed = ", ".join(flag(k) for k in MAY_CHANGE)
@@ -90,6 +98,19 @@ def check_resume(cfg: "TrainConfig", run_dir: Path) -> None:
         raise ValueError(f"{run_dir}: cannot extend it to {now['epochs']} epochs: it finished its "
                          f"{saved['epochs']} and removed checkpoints/last.pt (keep_last off); start a new run "
                          "with --keep-last true to extend it later")
+
+
+def _same_arithmetic(run_dir: Path, was: str, given: str, device: str) -> tuple[str, str]:
+    """(what the run's precision resolved to, what `given` resolves to on `device`): a precision may be
+    given differently on resume when it means the same arithmetic ('auto' for a run recorded at fp32, on a
+    machine where auto is fp32), never when it changes it mid-run. A record from before `auto` resolved to
+    its configured value."""
+    from .build import resolve_device
+    from .precision import resolve_precision
+    from .runs import read_json
+
+    resolved = read_json(run_dir / "config.json", "run record").get("resolved", {}).get("precision", was)
+    return resolved, resolve_precision(given, resolve_device(device))
 
 
 def finished_without_state(run_dir: Path) -> bool:

@@ -70,6 +70,25 @@ def test_resume_refuses_a_changed_flag_naming_it_and_extends_epochs(tmp_path, da
     assert "--epochs: recorded 2, given 1" in capsys.readouterr().err
 
 
+def test_resume_takes_a_precision_that_means_the_recorded_arithmetic(tmp_path, data_root, monkeypatch, capsys):
+    """A study whose plan moved to `precision: auto` resumes its fp32 runs where auto is fp32, and refuses
+    where auto would switch them to bf16 mid-run, saying what auto means on this machine."""
+    from minbert_core import precision
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["multitask", "--tasks", "sst", "--strategy", "sum", "--checkpoint", "random:tiny", "--epochs", "1",
+                 "--train-limit", "16", "--eval-limit", "8", "--max-length", "32", "--predict-test", "false",
+                 "--data-dir", str(data_root), "--run-id", "p"]) == 0  # fp32, the default
+    capsys.readouterr()
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert main(["multitask", "--run-id", "p", "--resume", "--precision", "auto"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert main(["multitask", "--run-id", "p", "--resume", "--precision", "auto"]) == 2
+    assert "precision (--precision: recorded fp32, given auto (bf16 here))" in capsys.readouterr().err
+    assert main(["multitask", "--run-id", "p", "--resume", "--precision", "bf16"]) == 2
+
+
 def _rows(path):
     import csv
 
