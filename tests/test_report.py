@@ -426,7 +426,9 @@ def test_every_multitask_table_draws_its_seeds_dev_curves_and_differences(tmp_pa
     curves = [ln for ax in figs["table5_dev_curves"].axes for ln in ax.lines if ln.get_gid() == "seed_curve"]
     t5_runs = [n for n, r in records.runs.items() if n.startswith("t5-")]  # the committed study grows
     metrics = sum(len(r.cfg["tasks"]) + 1 for n, r in records.runs.items() if n.startswith("t5-"))  # + overall
-    assert t5_runs and len(curves) == metrics and all(len(ln.get_xdata()) == 3 for ln in curves)  # 3 dev rows
+    dev_rows = sorted(r.cfg["epochs"] for n, r in records.runs.items() if n.startswith("t5-")
+                      for _ in range(len(r.cfg["tasks"]) + 1))  # a dev row per epoch (lr 1e-5: 6, the rest 3)
+    assert t5_runs and len(curves) == metrics and sorted(len(ln.get_xdata()) for ln in curves) == dev_rows
     ctx = contexts[2]
     df = metric_rows(ctx.cells, TABLES[2].paper)  # built afresh: the figures' shared frames are these numbers
     d, p = difference_frames(ctx.entries, df, summarize(df))
