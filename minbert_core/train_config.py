@@ -87,7 +87,7 @@ class TrainConfig:
         "fp32 | bf16 (bf16 autocast: weights and optimizer state stay fp32) | auto (bf16 where the device "
         "multiplies bf16 natively: CUDA with bf16, a CPU with AMX or AVX512-BF16; else fp32). fp32 is the "
         "default, so that one command gives one arithmetic on any machine; the cpu profile's Table 6 found "
-        "bf16 moving no score beyond the seed spread")
+        "bf16 moving no score beyond the seed spread, and the quick profiles run at auto")
     runs_dir: str = _f("runs", "parent folder of run folders")
     run_id: str = _f("", "run folder name ("" = <time>-<strategy>-<tasks>)")
     data_dir: str = _f("", "data folder ("" = $MINBERT_DATA or ./data)")

@@ -190,3 +190,15 @@ def test_table5_positive_control_on_sst_head_is_planned_like_the_other_condition
             k in r.name for k in ("-cross-", "-sts05-", "-lr1e-5-", "-control-tied-")), r.name
     for profile in ("smoke", "quick", "strategies", "full", "paper"):
         assert not any(r.table == 5 for r in expand(plan, profile, tmp_path)), profile
+
+
+def test_the_quick_profiles_use_the_hardwares_precision_and_the_recorded_studies_a_fixed_one(tmp_path):
+    """quick and strategies (looking at the study, timed) run at `auto`; the profiles whose records carry
+    findings keep an explicit precision, so that one plan gives one arithmetic on any machine."""
+    plan = load_plan()
+    for profile in ("quick", "strategies"):
+        runs = [r for r in expand(plan, profile, tmp_path)
+                if r.notebook in ("01_sentiment", "02_multitask", "03_structure")]
+        assert runs and all(r.params["precision"] == "auto" for r in runs), profile
+    for profile in ("smoke", "cpu", "full", "paper"):
+        assert not any(r.params.get("precision") == "auto" for r in expand(plan, profile, tmp_path)), profile
