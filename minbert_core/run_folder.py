@@ -5,11 +5,10 @@ Beside the run records (runs.py), below the training loop: train() calls these b
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from .resume import check_resume, finished_without_state
-from .runs import folder_lock, inside, new_run_id
+from .runs import folder_lock, inside, new_run_id, read_json
 from .train_config import TrainConfig
 
 
@@ -27,11 +26,7 @@ def check_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     if resume:
         check_resume(cfg, run_dir)
     elif (run_dir / "metrics.json").is_file():
-        try:
-            status = json.loads((run_dir / "metrics.json").read_text()).get("status")
-        except (ValueError, AttributeError):  # cut short, or JSON that is not an object
-            raise ValueError(f"{run_dir / 'metrics.json'} is damaged (not a JSON object); the folder holds no "
-                             "readable run record: delete it to start again, or choose another --run-id") from None
+        status = read_json(run_dir / "metrics.json", "run record").get("status")  # damaged: an error naming it
         if status == "diverged":
             raise ValueError(f"{run_dir} holds a run that diverged (see its metrics.json); delete the folder to "
                              "start again, or choose another --run-id")
