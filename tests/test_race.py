@@ -141,6 +141,34 @@ def test_race_end_to_end_two_seeds_on_slices(tiny_checkpoint, one_thread):
             assert b["curve"][-1]["step"] == max(v["step"] for v in b["reached"].values())
 
 
+def test_race_resumes_from_its_progress_file_and_refuses_another_races(tiny_checkpoint, one_thread, tmp_path,
+                                                                        monkeypatch):
+    """A race keeps each finished side in its progress file; run again, it reuses them (no side trains again)
+    and returns the same result; a progress file of a race with other settings or seeds is refused by name."""
+    import minbert_core.bench.race as race_mod
+
+    kw = dict(seeds=1, budget=1.0, eval_every=1, train_limit=16, dev_limits={"sst": 12, "sts": 12, "para": 12},
+              max_length=16, precision="fp32", multitask={"batch_size": 4, "epochs": 2}, say=lambda s: None)
+    prog = tmp_path / "BENCHMARKS.race.json"
+    first = race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
+    kept = json.loads(prog.read_text())
+    assert [x["seed"] for x in kept["b"]] == [11711] and all(len(kept["a"][p]) == 1 for p in ("fp32", "bf16"))
+
+    def trained(*a, **k):
+        raise AssertionError("a finished side was trained again")
+    monkeypatch.setattr(race_mod, "side_a", trained)
+    monkeypatch.setattr(race_mod, "side_b", trained)
+    again = race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
+    assert json.dumps({k: v for k, v in again.items() if k != "date_utc"}, default=str) == \
+        json.dumps({k: v for k, v in first.items() if k != "date_utc"}, default=str)
+    with pytest.raises(ValueError, match=r"BENCHMARKS.race.json: its 'budget' differs .*1.0 != 2.0"):
+        race_mod.race(str(tiny_checkpoint), progress=prog, **(kw | {"budget": 2.0}))
+    kept["b"][0]["seed"] = 7
+    prog.write_text(json.dumps(kept))
+    with pytest.raises(ValueError, match=r"seed\(s\) \[7\], not among this race's \[11711\]"):
+        race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
+
+
 def _result(ratios32: list, ratios16: list) -> dict:
     """A format-2 race record whose (a) sides trained 100 s a seed and (b) reached them at these ratios."""
     seeds = [11711, 21111, 100][: len(ratios32)]

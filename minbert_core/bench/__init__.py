@@ -67,7 +67,9 @@ def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", b
              precision: str = "auto", **kw) -> dict:
     """The race alone (race.race, `seeds` seeds per side; kw: its other arguments); its result joins the last
     `minbert bench` results (BENCHMARKS.json), its figure is saved as figures/bench/race.png beside `out`,
-    and BENCHMARKS.md is rewritten from them.
+    and BENCHMARKS.md is rewritten from them. Each side is kept as it finishes in BENCHMARKS.race.json beside
+    `out` (race_progress), so that a race stopped part way resumes there; that file is removed once the race
+    has joined BENCHMARKS.json.
 
     Raises FileNotFoundError without a BENCHMARKS.json to add to."""
     from .race import race
@@ -77,13 +79,22 @@ def run_race(out: str | Path = "BENCHMARKS.md", checkpoint: str = "minilm-l6", b
     if not raw.is_file():
         raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first (the race adds a section to it)")
     res = json.loads(raw.read_text())
+    progress = race_progress(out)
     res["race"] = race(checkpoint, seeds=seeds, budget=budget, precision=precision,
-                       say=lambda s: print(s, flush=True), **kw)
+                       say=lambda s: print(s, flush=True), progress=progress, **kw)
     res["race"]["figure"] = save_race_figure(res["race"], out.parent)
     atomic_write_text(raw, json.dumps(res, indent=2, default=str))
     atomic_write_text(out, render(res))
+    progress.unlink(missing_ok=True)
     print(f"wrote {out}, {raw} and {out.parent / res['race']['figure']}")
     return res["race"]
+
+
+def race_progress(out: str | Path) -> Path:
+    """Where `minbert bench --race --out out` keeps its finished sides while it runs: BENCHMARKS.race.json
+    beside BENCHMARKS.md (the same stem)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.race.json")
 
 
 def save_race_figure(race: dict, root: Path) -> str:

@@ -23,6 +23,7 @@ import json
 import random
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -247,10 +248,16 @@ def _multitask_settings(checkpoint: str, eval_every: int, train_limit: int, dev_
 
 def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eval_every: int = 50,
          train_limit: int = 0, dev_limits: dict | None = None, max_length: int = 128, precision: str = "auto",
-         device: str = "cpu", multitask: dict | None = None, say: Callable[[str], None] = print) -> dict:
+         device: str = "cpu", multitask: dict | None = None, say: Callable[[str], None] = print,
+         progress: Path | None = None) -> dict:
     """Per seed: side (a) in fp32 and in bf16, then side (b) until its selection-half overall reaches both,
     within `budget` x the slower (a) side's training time. `precision`: (b)'s (fp32 | bf16 | auto);
-    `multitask`: TrainConfig fields overriding (b)'s settings. Returns the results BENCHMARKS.json keeps."""
+    `multitask`: TrainConfig fields overriding (b)'s settings. Returns the results BENCHMARKS.json keeps.
+
+    `progress`: a JSON file that keeps every finished side (one (a) precision or (b) at one seed) as it
+    ends, so that a race stopped part way resumes where it stopped; its sides are reused only when the
+    race it records is this one (same settings, seeds so far, dev rows and hardware), else ValueError
+    naming the file and the first key that differs."""
     from ..build import resolve_device
     from ..precision import hardware_record
 
@@ -260,19 +267,67 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
     halves = {t: dev_halves(len(d["dev"])) for t, d in data.items()}  # both sides read these rows
     mt = _multitask_settings(checkpoint, eval_every, train_limit, dev_limits, max_length, precision, str(dev))
     mt |= multitask or {}
+    head = {"format": 2, "checkpoint": checkpoint, "hardware": hardware_record(dev),
+            "torch_threads": torch.get_num_threads(), "budget": budget, "targets": TARGETS,
+            "half_seed": HALF_SEED, "dev_rows": {t: {h: len(v[h]) for h in HALVES} for t, v in halves.items()},
+            "settings": mt}
+    done = _resume(progress, head, seed_list)
     a: dict[str, list[dict]] = {p: [] for p in A_PRECISIONS}
     b: list[dict] = []
     for seed in seed_list:
         for p in A_PRECISIONS:
-            say(f"race, seed {seed}, (a) {p}: three transformers models ...")
-            a[p].append(side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev))
-            say(f"    report-half overall {a[p][-1]['report']['overall']:.4f} after {a[p][-1]['time_s']:.0f} s")
-        targets = {p: a[p][-1]["selection"]["overall"] for p in A_PRECISIONS}
-        cap = budget * max(a[p][-1]["train_time_s"] for p in A_PRECISIONS)
-        say(f"race, seed {seed}, (b): minbert multi-task until its selection-half overall reaches "
-            f"{max(targets.values()):.4f}, within {cap:.0f} s of training ...")
-        b.append(side_b(mt | {"time_budget_s": cap}, seed, halves, targets))
-    return {"format": 2, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "checkpoint": checkpoint,
-            "hardware": hardware_record(dev), "seeds": seed_list, "budget": budget, "targets": TARGETS, "half_seed": HALF_SEED,
-            "dev_rows": {t: {h: len(v[h]) for h in HALVES} for t, v in halves.items()},
-            "settings": mt, "a": a, "b": b}
+            if (x := _finished(done["a"][p], seed)) is None:
+                say(f"race, seed {seed}, (a) {p}: three transformers models ...")
+                x = side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev)
+            else:
+                say(f"race, seed {seed}, (a) {p}: finished earlier ({progress})")
+            a[p].append(x)
+            _save(progress, head, a, b)
+            say(f"    report-half overall {x['report']['overall']:.4f} after {x['time_s']:.0f} s")
+        if (x := _finished(done["b"], seed)) is None:
+            targets = {p: a[p][-1]["selection"]["overall"] for p in A_PRECISIONS}
+            cap = budget * max(a[p][-1]["train_time_s"] for p in A_PRECISIONS)
+            say(f"race, seed {seed}, (b): minbert multi-task until its selection-half overall reaches "
+                f"{max(targets.values()):.4f}, within {cap:.0f} s of training ...")
+            x = side_b(mt | {"time_budget_s": cap}, seed, halves, targets)
+        else:
+            say(f"race, seed {seed}, (b): finished earlier ({progress})")
+        b.append(x)
+        _save(progress, head, a, b)
+    return head | {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "seeds": seed_list, "a": a, "b": b}
+
+
+def _finished(sides: list[dict], seed: int) -> dict | None:
+    """The side recorded for `seed` among a progress file's finished sides, or None."""
+    return next((x for x in sides if x["seed"] == seed), None)
+
+
+def _resume(progress: Path | None, head: dict, seeds: list[int]) -> dict:
+    """The finished sides of a progress file that records this race ({'a': {precision: [..]}, 'b': [..]});
+    none without the file. Raises ValueError naming the file and the first key that differs from `head`,
+    or a seed that is not among this race's."""
+    none = {"a": {p: [] for p in A_PRECISIONS}, "b": []}
+    if progress is None or not progress.is_file():
+        return none
+    from ..runs import read_json
+
+    rec = read_json(progress, "race progress record")
+    fresh = json.loads(json.dumps(head, default=str))  # as it would be written: tuples as lists
+    for k, v in fresh.items():
+        if rec.get(k) != v:
+            raise ValueError(f"{progress}: its {k!r} differs from this race's ({rec.get(k)!r} != {v!r}); "
+                             "it records another race: move it away to start this one afresh")
+    sides = [*(x for p in A_PRECISIONS for x in rec.get("a", {}).get(p, [])), *rec.get("b", [])]
+    if (odd := sorted({x["seed"] for x in sides} - set(seeds))):
+        raise ValueError(f"{progress}: it has seed(s) {odd}, not among this race's {seeds}; "
+                         "move it away or pass the --race-seeds it was run with")
+    return {"a": {p: rec.get("a", {}).get(p, []) for p in A_PRECISIONS}, "b": rec.get("b", [])}
+
+
+def _save(progress: Path | None, head: dict, a: dict, b: list) -> None:
+    """Write the finished sides so far to the progress file (atomically), when there is one."""
+    if progress is not None:
+        from ..atomic import atomic_write_text
+
+        progress.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(progress, json.dumps(head | {"a": a, "b": b}, indent=1, default=str))
