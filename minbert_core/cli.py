@@ -236,8 +236,8 @@ def _add_bench_parser(sub) -> None:
                     help="only the time-to-accuracy race (hours on a 2-core CPU at 3 seeds): three transformers "
                          "single-task models (fp32, then bf16) against one minbert multi-task model, each choosing "
                          "on one half of the dev rows and scored on the other; adds its section to --out and "
-                         "figures/bench/race.png beside it; each finished side is kept in BENCHMARKS.race.json beside --out, "
-                         "and the same command run again resumes from it")
+                         "figures/bench/race.png beside it; each finished side is kept in <--out's stem>.race.json beside "
+                         "--out (BENCHMARKS.race.json), and the same command run again resumes from it")
     bp.add_argument("--race-budget", type=float, default=1.5,
                     help="with --race: the multi-task model's training-time cap, in multiples of the slower "
                          "transformers side's total (default: 1.5)")

@@ -143,30 +143,52 @@ def test_race_end_to_end_two_seeds_on_slices(tiny_checkpoint, one_thread):
 
 def test_race_resumes_from_its_progress_file_and_refuses_another_races(tiny_checkpoint, one_thread, tmp_path,
                                                                         monkeypatch):
-    """A race keeps each finished side in its progress file; run again, it reuses them (no side trains again)
-    and returns the same result; a progress file of a race with other settings or seeds is refused by name."""
+    """A race keeps each side in its progress file as that side ends. Stopped part way, it resumes: the
+    finished sides are reused (not trained again), and (b) still races this seed's (a) sides (their targets,
+    and budget x their training time). A file of another race (settings, seeds) or a damaged one is refused
+    by name."""
     import minbert_core.bench.race as race_mod
 
     kw = dict(seeds=1, budget=1.0, eval_every=1, train_limit=16, dev_limits={"sst": 12, "sts": 12, "para": 12},
               max_length=16, precision="fp32", multitask={"batch_size": 4, "epochs": 2}, say=lambda s: None)
-    prog = tmp_path / "BENCHMARKS.race.json"
-    first = race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
-    kept = json.loads(prog.read_text())
-    assert [x["seed"] for x in kept["b"]] == [11711] and all(len(kept["a"][p]) == 1 for p in ("fp32", "bf16"))
+    ck = str(tiny_checkpoint)
+    stopped, real_side_b = tmp_path / "stopped.race.json", race_mod.side_b
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt  # the race stopped while (b) trained
+    monkeypatch.setattr(race_mod, "side_b", stop)
+    with pytest.raises(KeyboardInterrupt):
+        race_mod.race(ck, progress=stopped, **kw)
+    kept = json.loads(stopped.read_text())  # written as each (a) side ended, before (b) began
+    assert kept["b"] == [] and [len(kept["a"][p]) for p in ("fp32", "bf16")] == [1, 1]
 
     def trained(*a, **k):
         raise AssertionError("a finished side was trained again")
+    calls = []
     monkeypatch.setattr(race_mod, "side_a", trained)
+    monkeypatch.setattr(race_mod, "side_b", lambda mt, seed, halves, targets: calls.append((mt, targets)) or
+                        real_side_b(mt, seed, halves, targets))
+    first = race_mod.race(ck, progress=stopped, **kw)
+    a = {p: kept["a"][p][0] for p in ("fp32", "bf16")}
+    assert calls[0][1] == {p: a[p]["selection"]["overall"] for p in a}
+    assert calls[0][0]["time_budget_s"] == 1.0 * max(x["train_time_s"] for x in a.values())
+    assert all(first["a"][p][0] == a[p] for p in a) and first["b"][0]["targets"] == calls[0][1]
+
     monkeypatch.setattr(race_mod, "side_b", trained)
-    again = race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
-    assert json.dumps({k: v for k, v in again.items() if k != "date_utc"}, default=str) == \
-        json.dumps({k: v for k, v in first.items() if k != "date_utc"}, default=str)
-    with pytest.raises(ValueError, match=r"BENCHMARKS.race.json: its 'budget' differs .*1.0 != 2.0"):
-        race_mod.race(str(tiny_checkpoint), progress=prog, **(kw | {"budget": 2.0}))
-    kept["b"][0]["seed"] = 7
-    prog.write_text(json.dumps(kept))
-    with pytest.raises(ValueError, match=r"seed\(s\) \[7\], not among this race's \[11711\]"):
-        race_mod.race(str(tiny_checkpoint), progress=prog, **kw)
+    again = race_mod.race(ck, progress=stopped, **kw)  # finished: every side reused
+    clock = ("date_utc", "wall_s_this_session")  # when and how long this call ran: not the race's result
+    keep = lambda r: json.dumps({k: v for k, v in r.items() if k not in clock})  # noqa: E731
+    assert keep(again) == keep(first)
+    with pytest.raises(ValueError, match=r"stopped.race.json: its 'budget' differs .*1.0 != 2.0"):
+        race_mod.race(ck, progress=stopped, **(kw | {"budget": 2.0}))
+    done = json.loads(stopped.read_text())
+    done["b"][0]["seed"] = 7
+    stopped.write_text(json.dumps(done))
+    with pytest.raises(ValueError, match=r"has \(b\) at seed 7, not among this race's \[11711\]"):
+        race_mod.race(ck, progress=stopped, **kw)
+    stopped.write_text(stopped.read_text()[:200])  # cut short
+    with pytest.raises(ValueError, match=r"stopped.race.json: not a race progress record \(JSONDecodeError"):
+        race_mod.race(ck, progress=stopped, **kw)
 
 
 def _result(ratios32: list, ratios16: list) -> dict:
@@ -194,6 +216,12 @@ def test_race_section_judges_each_target_from_the_measured_times():
 
     md = "\n".join(_race({"race": _result([0.40, 0.44, 0.42], [0.80, 0.90, 0.70])}))
     assert "3 seeds: 11711, 21111, 100" in md and "Run on Intel Xeon (with native bf16 matmul)." in md
+    resumed = _result([0.4, 0.4], [0.6, 0.6]) | {"torch_threads": 2}
+    dates = ["2026-12-01 03:00", "2026-12-02 09:30", "2026-12-01 04:10"]
+    for x, d in zip([*resumed["a"]["fp32"], *resumed["b"]], dates):
+        x["date_utc"] = d  # sides finished in two sessions: the section says when
+    assert ("Run on Intel Xeon (with native bf16 matmul), 2 torch threads; its sides finished between "
+            "2026-12-01 03:00 and 2026-12-02 09:30 UTC.") in "\n".join(_race({"race": resumed}))
     assert ("(b) against (a) fp32: target ≤ 0.5x (a)'s training time, mean over seeds: ✅ met: 0.42 ± 0.02x "
             "(per seed 11711: 0.40x, 21111: 0.44x, 100: 0.42x)") in md
     assert "(b) against (a) bf16: target ≤ 0.7x (a)'s training time, mean over seeds: ❌ missed: 0.80 ± 0.10x" in md
@@ -207,18 +235,22 @@ def test_race_section_judges_each_target_from_the_measured_times():
 
 
 def test_race_run_writes_the_figure_beside_benchmarks_and_links_it(tmp_path, monkeypatch):
-    """`minbert bench --race --race-seeds 3`: the race's seeds reach race(), its record joins BENCHMARKS.json,
-    and figures/bench/race.png is written beside BENCHMARKS.md and linked from section 9."""
+    """`minbert bench --race --race-seeds 3`: the race's seeds and progress file reach race(), its record joins
+    BENCHMARKS.json (and the progress file goes), and figures/bench/race.png is written beside BENCHMARKS.md
+    and linked from section 9."""
     import minbert_core.bench.race as race_mod
     from minbert_core.cli import main
 
     old = json.loads((Path(__file__).parents[1] / "BENCHMARKS.json").read_text())  # the committed results
     (tmp_path / "BENCHMARKS.json").write_text(json.dumps(old))
     calls = []
+    (tmp_path / "BENCHMARKS.race.json").write_text("{}")  # the sides kept while it ran: removed once it joined
+
     monkeypatch.setattr(race_mod, "race", lambda *a, **kw: calls.append(kw) or _result([0.4, 0.5], [0.6, 0.6]))
     assert main(["bench", "--out", str(tmp_path / "BENCHMARKS.md"), "--race", "--race-seeds", "2",
                  "--race-precision", "bf16"]) == 0
     assert calls[0]["seeds"] == 2 and calls[0]["precision"] == "bf16"
+    assert calls[0]["progress"] == tmp_path / "BENCHMARKS.race.json" and not calls[0]["progress"].exists()
     png = tmp_path / "figures" / "bench" / "race.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![time to accuracy](figures/bench/race.png)" in (tmp_path / "BENCHMARKS.md").read_text()

@@ -268,33 +268,54 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
     mt = _multitask_settings(checkpoint, eval_every, train_limit, dev_limits, max_length, precision, str(dev))
     mt |= multitask or {}
     head = {"format": 2, "checkpoint": checkpoint, "hardware": hardware_record(dev),
-            "torch_threads": torch.get_num_threads(), "budget": budget, "targets": TARGETS,
-            "half_seed": HALF_SEED, "dev_rows": {t: {h: len(v[h]) for h in HALVES} for t, v in halves.items()},
-            "settings": mt}
-    done = _resume(progress, head, seed_list)
+            "torch_threads": torch.get_num_threads(), "versions": _versions(), "budget": budget,
+            "targets": TARGETS, "half_seed": HALF_SEED,
+            "dev_rows": {t: {h: len(v[h]) for h in HALVES} for t, v in halves.items()}, "settings": mt}
+    rows = {t: rows_digest([e.id for e in d["dev"].split.examples], halves[t]) for t, d in data.items()}
+    done, t0 = _resume(progress, head, seed_list, rows), time.perf_counter()
     a: dict[str, list[dict]] = {p: [] for p in A_PRECISIONS}
     b: list[dict] = []
     for seed in seed_list:
         for p in A_PRECISIONS:
             if (x := _finished(done["a"][p], seed)) is None:
                 say(f"race, seed {seed}, (a) {p}: three transformers models ...")
-                x = side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev)
+                x = side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev) | {"date_utc": _now()}
             else:
-                say(f"race, seed {seed}, (a) {p}: finished earlier ({progress})")
+                say(f"race, seed {seed}, (a) {p}: finished earlier ({progress}, {x.get('date_utc', '?')} UTC)")
             a[p].append(x)
             _save(progress, head, a, b)
             say(f"    report-half overall {x['report']['overall']:.4f} after {x['time_s']:.0f} s")
+        targets = {p: a[p][-1]["selection"]["overall"] for p in A_PRECISIONS}
         if (x := _finished(done["b"], seed)) is None:
-            targets = {p: a[p][-1]["selection"]["overall"] for p in A_PRECISIONS}
             cap = budget * max(a[p][-1]["train_time_s"] for p in A_PRECISIONS)
             say(f"race, seed {seed}, (b): minbert multi-task until its selection-half overall reaches "
                 f"{max(targets.values()):.4f}, within {cap:.0f} s of training ...")
-            x = side_b(mt | {"time_budget_s": cap}, seed, halves, targets)
+            x = side_b(mt | {"time_budget_s": cap}, seed, halves, targets) | {"date_utc": _now()}
+        elif x["targets"] != targets:
+            raise ValueError(f"{progress}: (b) at seed {seed} raced targets {x['targets']}, not this seed's (a) "
+                             f"sides' {targets}; move the file away to start this race afresh")
         else:
-            say(f"race, seed {seed}, (b): finished earlier ({progress})")
+            say(f"race, seed {seed}, (b): finished earlier ({progress}, {x.get('date_utc', '?')} UTC)")
         b.append(x)
         _save(progress, head, a, b)
-    return head | {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "seeds": seed_list, "a": a, "b": b}
+    return head | {"date_utc": _now(), "wall_s_this_session": time.perf_counter() - t0, "seeds": seed_list,
+                   "a": a, "b": b}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+
+
+def _versions() -> dict[str, str]:
+    """What a resumed race must share with the sides it reuses: torch's and transformers' versions and a
+    digest of minbert_core's Python sources (any code change starts the race afresh)."""
+    import transformers
+
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes())
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "minbert_core": h.hexdigest()[:12]}
 
 
 def _finished(sides: list[dict], seed: int) -> dict | None:
@@ -302,26 +323,35 @@ def _finished(sides: list[dict], seed: int) -> dict | None:
     return next((x for x in sides if x["seed"] == seed), None)
 
 
-def _resume(progress: Path | None, head: dict, seeds: list[int]) -> dict:
+def _resume(progress: Path | None, head: dict, seeds: list[int], rows: dict[str, dict[str, str]]) -> dict:
     """The finished sides of a progress file that records this race ({'a': {precision: [..]}, 'b': [..]});
-    none without the file. Raises ValueError naming the file and the first key that differs from `head`,
-    or a seed that is not among this race's."""
+    none without the file. `rows`: task -> rows_digest of this race's dev halves, which every reused side
+    must have read. Raises ValueError naming the file: damaged or not a progress record, a key that differs
+    from `head`, a seed not among this race's, or a side that read other dev rows."""
     none = {"a": {p: [] for p in A_PRECISIONS}, "b": []}
     if progress is None or not progress.is_file():
         return none
-    from ..runs import read_json
-
-    rec = read_json(progress, "race progress record")
-    fresh = json.loads(json.dumps(head, default=str))  # as it would be written: tuples as lists
-    for k, v in fresh.items():
-        if rec.get(k) != v:
-            raise ValueError(f"{progress}: its {k!r} differs from this race's ({rec.get(k)!r} != {v!r}); "
-                             "it records another race: move it away to start this one afresh")
-    sides = [*(x for p in A_PRECISIONS for x in rec.get("a", {}).get(p, [])), *rec.get("b", [])]
-    if (odd := sorted({x["seed"] for x in sides} - set(seeds))):
-        raise ValueError(f"{progress}: it has seed(s) {odd}, not among this race's {seeds}; "
-                         "move it away or pass the --race-seeds it was run with")
-    return {"a": {p: rec.get("a", {}).get(p, []) for p in A_PRECISIONS}, "b": rec.get("b", [])}
+    away = "move it away to start this race afresh"
+    try:
+        rec = json.loads(progress.read_text())
+        fresh = json.loads(json.dumps(head, default=str))  # as it would be written: tuples as lists
+        for k, v in fresh.items():
+            if rec.get(k) != v:
+                raise ValueError(f"{progress}: its {k!r} differs from this race's ({rec.get(k)!r} != {v!r}); "
+                                 f"it records another race: {away}")
+        done = {"a": {p: list(rec["a"][p]) for p in A_PRECISIONS}, "b": list(rec["b"])}
+        sides = [*(("(a) " + p, x) for p in A_PRECISIONS for x in done["a"][p]), *(("(b)", x) for x in done["b"])]
+        for name, x in sides:
+            read = {r["task"]: r["rows"] for r in x["runs"]} if name != "(b)" else x["rows"]
+            if x["seed"] not in seeds:
+                raise ValueError(f"{progress}: it has {name} at seed {x['seed']}, not among this race's {seeds}; "
+                                 "move it away or pass the --race-seeds it was run with")
+            if read != rows:
+                raise ValueError(f"{progress}: its {name} at seed {x['seed']} read other dev rows than this race's "
+                                 f"(the data changed?): {away}")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
+        raise ValueError(f"{progress}: not a race progress record ({type(e).__name__}: {e}); {away}") from None
+    return done
 
 
 def _save(progress: Path | None, head: dict, a: dict, b: list) -> None:

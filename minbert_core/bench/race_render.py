@@ -77,7 +77,13 @@ def _hardware(r: dict) -> str:
     hw = r.get("hardware")
     if not hw:
         return ""
-    return f" Run on {hw['device_name']} ({'with' if hw['native_bf16'] else 'without'} native bf16 matmul)."
+    said = f" Run on {hw['device_name']} ({'with' if hw['native_bf16'] else 'without'} native bf16 matmul)"
+    if "torch_threads" in r:
+        said += f", {r['torch_threads']} torch threads"
+    dates = sorted(x["date_utc"] for x in [*r["a"]["fp32"], *r["a"]["bf16"], *r["b"]] if "date_utc" in x)
+    if dates:  # a resumed race: its sides may come from several sessions, so say when they ran
+        said += f"; its sides finished between {dates[0]} and {dates[-1]} UTC"
+    return said + "."
 
 
 def race_section(r: dict) -> list[str]:
