@@ -182,6 +182,10 @@ def test_race_resumes_from_its_progress_file_and_refuses_another_races(tiny_chec
     with pytest.raises(ValueError, match=r"stopped.race.json: its 'budget' differs .*1.0 != 2.0"):
         race_mod.race(ck, progress=stopped, **(kw | {"budget": 2.0}))
     done = json.loads(stopped.read_text())
+    stopped.write_text(json.dumps(done | {"b": [done["b"][0] | {"targets": {"fp32": 0.9, "bf16": 0.9}}]}))
+    with pytest.raises(ValueError, match=r"its \(b\) at seed 11711 raced targets \{'fp32': 0.9, 'bf16': 0.9\}, "
+                                         r"not its \(a\) sides'"):
+        race_mod.race(ck, progress=stopped, **kw)  # refused before any side trains
     done["b"][0]["seed"] = 7
     stopped.write_text(json.dumps(done))
     with pytest.raises(ValueError, match=r"has \(b\) at seed 7, not among this race's \[11711\]"):

@@ -6,14 +6,13 @@ over the measured steps. BENCHMARKS.md is written from these measurements only. 
 """
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 
 from ..atomic import atomic_write_text
 from .cases import (bench_bucketing, bench_dropout, bench_gpu, bench_model, bench_multitask, bench_optimizer,
                     bench_precision_study, bench_precision, bench_profile, bench_strategies, bench_utilisation)
-from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops
+from .harness import _machine, _mmm, _ratio, _stats, alternate, matmul_peak, training_flops, utc_minute
 from .attempts import bench_attempts
 from .ddp import bench_ddp
 from .study_jobs import bench_study_jobs
@@ -120,7 +119,7 @@ def rerender(out: str | Path = "BENCHMARKS.md") -> None:
     if not raw.is_file():
         raise FileNotFoundError(f"{raw}: not found; run `minbert bench` first")
     res = json.loads(raw.read_text()) | gpu_records(out.parent)
-    res["rerendered_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    res["rerendered_utc"] = utc_minute()
     atomic_write_text(raw, json.dumps(res, indent=2, default=str))
     atomic_write_text(out, render(res))
     print(f"wrote {out} and {raw} (nothing measured)")

@@ -52,6 +52,11 @@ def training_flops(cfg, B: int, T: int) -> float:
     return 6 * non_embed * B * T + 12 * L * B * T * T * H
 
 
+def utc_minute() -> str:
+    """Now, in UTC to the minute: how BENCHMARKS.json dates what it measured ('2026-12-01 03:42')."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def _machine() -> dict:
     import transformers
 
@@ -59,7 +64,7 @@ def _machine() -> dict:
 
     return {"cpu": device_name(torch.device("cpu")), "cpu_bf16_flags": cpu_flags(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "platform": platform.platform(),
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
+            "date_utc": utc_minute()}
 
 
 def _mmm(s: dict, scale: float = 1.0, fmt: str = "{:.3f}") -> str:

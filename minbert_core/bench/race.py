@@ -30,6 +30,7 @@ import torch
 
 from ..tasks import get_task, overall_score
 from ..train_hooks import Hook
+from .harness import utc_minute
 
 SINGLE = (("sst", 1), ("sts", 2), ("para", 1))  # (task, epochs) of side (a)
 A_PRECISIONS = ("fp32", "bf16")  # side (a)'s two runs: transformers' default, and the fair bf16 peer
@@ -279,7 +280,7 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
         for p in A_PRECISIONS:
             if (x := _finished(done["a"][p], seed)) is None:
                 say(f"race, seed {seed}, (a) {p}: three transformers models ...")
-                x = side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev) | {"date_utc": _now()}
+                x = side_a(p, seed, halves, data, checkpoint=checkpoint, device=dev) | {"date_utc": utc_minute()}
             else:
                 say(f"race, seed {seed}, (a) {p}: finished earlier ({progress}, {x.get('date_utc', '?')} UTC)")
             a[p].append(x)
@@ -290,20 +291,13 @@ def race(checkpoint: str = "minilm-l6", seeds: int = 3, budget: float = 1.5, eva
             cap = budget * max(a[p][-1]["train_time_s"] for p in A_PRECISIONS)
             say(f"race, seed {seed}, (b): minbert multi-task until its selection-half overall reaches "
                 f"{max(targets.values()):.4f}, within {cap:.0f} s of training ...")
-            x = side_b(mt | {"time_budget_s": cap}, seed, halves, targets) | {"date_utc": _now()}
-        elif x["targets"] != targets:
-            raise ValueError(f"{progress}: (b) at seed {seed} raced targets {x['targets']}, not this seed's (a) "
-                             f"sides' {targets}; move the file away to start this race afresh")
+            x = side_b(mt | {"time_budget_s": cap}, seed, halves, targets) | {"date_utc": utc_minute()}
         else:
             say(f"race, seed {seed}, (b): finished earlier ({progress}, {x.get('date_utc', '?')} UTC)")
         b.append(x)
         _save(progress, head, a, b)
-    return head | {"date_utc": _now(), "wall_s_this_session": time.perf_counter() - t0, "seeds": seed_list,
+    return head | {"date_utc": utc_minute(), "wall_s_this_session": time.perf_counter() - t0, "seeds": seed_list,
                    "a": a, "b": b}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime())
 
 
 def _versions() -> dict[str, str]:
@@ -327,7 +321,8 @@ def _resume(progress: Path | None, head: dict, seeds: list[int], rows: dict[str,
     """The finished sides of a progress file that records this race ({'a': {precision: [..]}, 'b': [..]});
     none without the file. `rows`: task -> rows_digest of this race's dev halves, which every reused side
     must have read. Raises ValueError naming the file: damaged or not a progress record, a key that differs
-    from `head`, a seed not among this race's, or a side that read other dev rows."""
+    from `head`, a seed not among this race's, a side that read other dev rows, or a (b) side without the
+    (a) sides whose targets it raced."""
     none = {"a": {p: [] for p in A_PRECISIONS}, "b": []}
     if progress is None or not progress.is_file():
         return none
@@ -349,6 +344,12 @@ def _resume(progress: Path | None, head: dict, seeds: list[int], rows: dict[str,
             if read != rows:
                 raise ValueError(f"{progress}: its {name} at seed {x['seed']} read other dev rows than this race's "
                                  f"(the data changed?): {away}")
+        for x in done["b"]:  # a (b) side is reused only with the (a) sides it raced
+            sides_a = {p: _finished(done["a"][p], x["seed"]) for p in A_PRECISIONS}
+            raced = {p: side and side["selection"]["overall"] for p, side in sides_a.items()}
+            if x["targets"] != raced:
+                raise ValueError(f"{progress}: its (b) at seed {x['seed']} raced targets {x['targets']}, not its (a) "
+                                 f"sides' {raced}: {away}")
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
         raise ValueError(f"{progress}: not a race progress record ({type(e).__name__}: {e}); {away}") from None
     return done
