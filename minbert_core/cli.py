@@ -233,7 +233,7 @@ def _add_bench_parser(sub) -> None:
     bp.add_argument("--study-jobs", default="smoke", metavar="PROFILE",
                     help="time this profile's whole study with --jobs 1 and 2 ('' to skip; default: smoke)")
     bp.add_argument("--race", action="store_true",
-                    help="only the time-to-accuracy race (hours on a 2-core CPU at 3 seeds): three transformers "
+                    help="only the time-to-accuracy race (about 1.5 hours on a 2-core CPU at 3 seeds): three transformers "
                          "single-task models (fp32, then bf16) against one minbert multi-task model, each choosing "
                          "on one half of the dev rows and scored on the other; adds its section to --out and "
                          "figures/bench/race.png beside it; each finished side is kept in <--out's stem>.race.json beside "
